@@ -1,0 +1,145 @@
+"""The `xmore` CLI end to end, on both vector backends."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from xmore_db.cli.app import app
+
+runner = CliRunner()
+
+
+def xmore(*args: str):
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def ok(*args: str):
+    result = xmore(*args)
+    assert result.exit_code == 0, result.output + result.stderr
+    return result
+
+
+def ok_json(*args: str):
+    return json.loads(ok(*args, "--json").stdout)
+
+
+def test_init_ingest_retrieve_classify_show(backend_env, corpus_dir, query_images, labels_file):
+    init = ok_json("init")
+    assert init["collections_created"] is True
+    assert init["vector_backend"] == ("qdrant-server" if "XMORE_QDRANT_URL" in backend_env else "qdrant-edge")
+    assert init["provenance"] == {"coarse_model": "xmore-tiny", "coarse_dim": 32,
+                                  "fine_model": "xmore-tiny-wide", "fine_dim": 48}
+    assert ok_json("init")["collections_created"] is False
+
+    first = ok_json("ingest", corpus_dir, "--corpus", "shapes")
+    assert (first["ingested"], first["already_present"]) == (60, 0)
+    assert first["collections"] == {"images": 60, "texts": 60}
+    again = ok_json("ingest", corpus_dir, "--corpus", "shapes")
+    assert (again["ingested"], again["already_present"]) == (0, 60)
+    assert again["collections"] == {"images": 60, "texts": 60}
+
+    captions = {line.split(",", 1)[1] for line in (corpus_dir / "captions.csv").read_text().splitlines()[1:]}
+    retrieved = ok_json("retrieve", query_images[0], "--coarse")
+    assert len(retrieved["coarse"]) == 16 and len(retrieved["captions"]) == 4
+    assert {hit["caption"] for hit in retrieved["captions"]} <= captions
+    scores = [hit["score"] for hit in retrieved["captions"]]
+    assert scores == sorted(scores, reverse=True)
+    coarse_ids = {hit["pair_id"] for hit in retrieved["coarse"]}
+    assert {hit["pair_id"] for hit in retrieved["captions"]} <= coarse_ids
+
+    results = ok_json("classify", *query_images[:3], "--labels", labels_file, "--stream", "s1")
+    labels = labels_file.read_text().split()
+    assert [r["seq"] for r in results] == [1, 2, 3]
+    for r in results:
+        assert r["prediction"] in labels
+        assert r["prediction"] == labels[max(range(len(labels)), key=lambda i: r["probabilities"][i])]
+        assert sum(r["probabilities"]) == pytest.approx(1.0)
+        assert len(r["p_image"]) == len(r["p_text"]) == 3
+        assert 0 <= r["c_image"] <= 1 and 0 <= r["c_text"] <= 1
+        assert not r["no_captions"] and len(r["captions"]) == 4
+    # The first query of a stream has max == min, so both adjusted confidences are 1.
+    assert (results[0]["w_image"], results[0]["w_text"]) == (1.0, 1.0)
+
+    shown = ok_json("streams", "show", "s1")
+    assert shown["stream"]["n_events"] == 3
+    assert shown["stream"]["image"]["min"] == pytest.approx(min(r["c_image"] for r in results))
+    assert shown["stream"]["text"]["max"] == pytest.approx(max(r["c_text"] for r in results))
+    assert [e["prediction"] for e in shown["events"]] == [r["prediction"] for r in results]
+
+    text = ok("classify", query_images[3], "--labels", labels_file, "--stream", "s1").stdout
+    assert "seq" in text and "4" in text
+    status = ok_json("status")
+    assert status["collections"] == {"images": 60, "texts": 60}
+    assert status["database_revision"] and status["streams"] == 1
+
+
+def test_normalisations_are_selectable(backend_env, corpus_dir, query_images, labels_file):
+    ok("init")
+    ok("ingest", corpus_dir, "--corpus", "shapes")
+    results = {}
+    for mode in ("minmax", "l1", "none"):
+        results[mode] = ok_json("classify", *query_images[:2], "--labels", labels_file,
+                                "--stream", mode, "--normalize", mode)
+    assert all(r["w_image"] == 1.0 and r["w_text"] == 1.0 for r in results["none"])
+    second = results["l1"][1]
+    first = results["l1"][0]
+    assert second["w_image"] == pytest.approx(second["c_image"] / (first["c_image"] + second["c_image"]))
+    assert {r["normalize"] for r in results["minmax"]} == {"minmax"}
+
+
+def test_query_without_captions_is_classified_by_image_alone(backend_env, query_images, labels_file):
+    ok("init")  # nothing ingested: no caption can be retrieved
+    [result] = ok_json("classify", query_images[0], "--labels", labels_file, "--stream", "empty")
+    assert result["no_captions"] is True and result["p_text"] is None and result["c_text"] is None
+    assert result["probabilities"] == pytest.approx(result["p_image"])
+    assert ok_json("streams", "show", "empty")["stream"]["n_events"] == 1
+    assert "image only" in ok("classify", query_images[1], "--labels", labels_file, "--stream", "empty").stdout
+
+
+def test_streams_list_and_reset(backend_env, query_images, labels_file):
+    ok("init")
+    ok("classify", *query_images[:2], "--labels", labels_file, "--stream", "a")
+    assert [s["name"] for s in ok_json("streams", "list")] == ["a"]
+    refused = xmore("streams", "reset", "a", input="n\n")
+    assert refused.exit_code != 0
+    assert ok_json("streams", "show", "a")["stream"]["n_events"] == 2
+    assert ok_json("streams", "reset", "a", "--yes")["events_removed"] == 2
+    assert ok_json("streams", "list") == []
+    again = ok_json("classify", query_images[0], "--labels", labels_file, "--stream", "a")
+    assert again[0]["seq"] == 1
+
+
+def test_config_masks_secrets(backend_env, monkeypatch):
+    monkeypatch.setenv("XMORE_QDRANT_API_KEY", "s3cret")
+    monkeypatch.setenv("XMORE_DATABASE_URL", "postgresql+psycopg://bob:hunter2@db.example/xmore")
+    out = ok("config").stdout + ok("--device", "cuda:1", "config", "--json").stdout
+    assert "s3cret" not in out and "hunter2" not in out
+    values = ok_json("--device", "cuda:1", "config")
+    assert values["device"] == "cuda:1" and values["qdrant_api_key"] == "****"
+    assert values["classifier_model"] == "xmore-tiny"
+
+
+def _walk(group, path=()):
+    import click
+
+    yield path, group
+    if isinstance(group, click.Group):
+        for name, command in group.commands.items():
+            yield from _walk(command, path + (name,))
+
+
+def test_every_command_has_help():
+    import typer.main
+
+    root = typer.main.get_command(app)
+    seen = 0
+    for path, command in _walk(root):
+        assert (command.help or "").strip(), f"xmore {' '.join(path)} has no help"
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.stdout
+        seen += 1
+    assert seen >= 10

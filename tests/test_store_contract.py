@@ -1,0 +1,369 @@
+"""One contract for both vector store backends.
+
+Qdrant Edge runs in tmp_path; the server code path runs on qdrant-client's
+local mode (`file:` URL in tmp_path), which is exact brute force, so both must
+agree with numpy to the last id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from xmore_db.config import Settings
+from xmore_db.errors import (
+    ConfigError,
+    StoreError,
+    StoreLockedError,
+    StoreMismatchError,
+    StoreNotInitializedError,
+    StoreUnreachableError,
+)
+from xmore_db.store import (
+    CaptionHit,
+    ImageHit,
+    PairBatch,
+    Provenance,
+    VectorStore,
+    open_store,
+    pair_id,
+)
+
+PROV = Provenance(coarse_model="toy-coarse", coarse_dim=8, fine_model="toy-fine", fine_dim=12)
+N = 60
+PINNED_PAIR_ID = "c6dc2e98-5b85-5e7b-b447-077ee789ecdf"
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    return {
+        "images": unit(rng.standard_normal((N, PROV.coarse_dim))).astype(np.float32),
+        "texts": unit(rng.standard_normal((N, PROV.fine_dim))).astype(np.float32),
+        "coarse_q": unit(rng.standard_normal((5, PROV.coarse_dim))).astype(np.float32),
+        "fine_q": unit(rng.standard_normal((3, PROV.fine_dim))).astype(np.float32),
+    }
+
+
+def keys(n: int = N) -> list[str]:
+    return [f"k{i:03d}" for i in range(n)]
+
+
+def captions(n: int = N) -> list[str]:
+    return [f"a photo number {i}, naïve café ✓" for i in range(n)]
+
+
+def batch(data, corpus: str = "corpus-a", n: int = N) -> PairBatch:
+    return PairBatch(corpus=corpus, keys=keys(n), captions=captions(n),
+                     image_vectors=data["images"][:n], text_vectors=data["texts"][:n])
+
+
+@pytest.fixture(params=["qdrant-edge", "qdrant-server"])
+def make_store(request, tmp_path):
+    """A factory of store objects over one location; every store made is closed at the end."""
+    if request.param == "qdrant-edge":
+        settings = Settings(home=tmp_path / "home")
+    else:
+        settings = Settings(home=tmp_path / "home", qdrant_url=f"file:{tmp_path / 'local'}")
+    made: list[VectorStore] = []
+
+    def make() -> VectorStore:
+        for store in made:  # local mode and Edge allow one open client per location
+            store.close()
+        store = open_store(settings)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+@pytest.fixture
+def filled(make_store, data) -> VectorStore:
+    store = make_store()
+    assert store.init(PROV) is True
+    store.upsert_pairs(batch(data))
+    return store
+
+
+def assert_same_hits(got, expected) -> None:
+    assert [[hit.pair_id for hit in hits] for hits in got] == [[hit.pair_id for hit in hits] for hits in expected]
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-5)
+
+
+def test_backend_and_location(make_store, tmp_path):
+    store = make_store()
+    assert isinstance(store, VectorStore)
+    assert store.backend in ("qdrant-edge", "qdrant-server")
+    assert str(tmp_path) in store.location
+
+
+def test_init_creates_then_is_idempotent(make_store, data):
+    store = make_store()
+    assert store.stored_provenance() is None
+    assert store.init(PROV) is True
+    assert store.counts() == {"images": 0, "texts": 0}
+    assert store.stored_provenance() == PROV
+    store.upsert_pairs(batch(data, n=10))
+
+    again = make_store()
+    assert again.init(PROV) is False
+    assert again.counts() == {"images": 10, "texts": 10}
+    assert again.stored_provenance() == PROV
+
+
+def test_open_before_init_says_run_init(make_store):
+    store = make_store()
+    with pytest.raises(StoreNotInitializedError, match=r"no collections at .*: run `xmore init`"):
+        store.open(PROV)
+    with pytest.raises(StoreNotInitializedError):
+        store.counts()
+    assert store.stored_provenance() is None
+
+
+@pytest.mark.parametrize("change", [
+    {"coarse_dim": 16},
+    {"fine_dim": 24},
+    {"coarse_model": "other-coarse"},
+    {"fine_model": "other-fine"},
+])
+def test_open_with_other_models_fails_before_writing(make_store, data, change):
+    store = make_store()
+    store.init(PROV)
+    store.upsert_pairs(batch(data, n=7))
+
+    other = dataclasses.replace(PROV, **change)
+    store = make_store()
+    for call in (store.open, store.init):
+        with pytest.raises(StoreMismatchError) as caught:
+            call(other)
+        message = str(caught.value)
+        assert "\n" not in message
+        role = "coarse" if next(iter(change)).startswith("coarse") else "fine"
+        collection = "images" if role == "coarse" else "texts"
+        assert f"'{collection}'" in message
+        assert getattr(PROV, f"{role}_model") in message and getattr(other, f"{role}_model") in message
+        assert f"{getattr(PROV, f'{role}_dim')}-d" in message
+        assert f"{getattr(other, f'{role}_dim')}-d" in message
+    store.open(PROV)
+    assert store.counts() == {"images": 7, "texts": 7}
+    assert store.stored_provenance() == PROV
+
+
+def test_fingerprints_are_kept_but_not_compared(make_store):
+    store = make_store()
+    store.init(dataclasses.replace(PROV, coarse_fingerprint="sha256:abc"))
+    assert store.stored_provenance().coarse_fingerprint == "sha256:abc"
+    make_store().open(dataclasses.replace(PROV, coarse_fingerprint="sha256:other"))
+
+
+def test_upsert_counts_and_reupsert_changes_nothing(filled, data):
+    assert filled.counts() == {"images": N, "texts": N}
+    filled.upsert_pairs(batch(data))
+    assert filled.counts() == {"images": N, "texts": N}
+    filled.upsert_pairs(batch(data, corpus="corpus-b", n=5))
+    assert filled.counts() == {"images": N + 5, "texts": N + 5}
+
+
+def test_writes_need_open(make_store, data):
+    make_store().init(PROV)
+    with pytest.raises(StoreError, match="call open"):
+        make_store().upsert_pairs(batch(data, n=2))
+
+
+def test_upsert_rejects_bad_batches(filled, data):
+    with pytest.raises(StoreMismatchError, match=r"image vectors have 12 dimensions .*'images'"):
+        filled.upsert_pairs(PairBatch(corpus="c", keys=["a"], captions=["x"],
+                                      image_vectors=data["texts"][:1], text_vectors=data["texts"][:1]))
+    with pytest.raises(ValueError, match="captions"):
+        filled.upsert_pairs(PairBatch(corpus="c", keys=["a", "b"], captions=["x"],
+                                      image_vectors=data["images"][:2], text_vectors=data["texts"][:2]))
+    with pytest.raises(ValueError, match="NaN"):
+        filled.upsert_pairs(PairBatch(corpus="c", keys=["a"], captions=["x"],
+                                      image_vectors=np.full((1, 8), np.nan),
+                                      text_vectors=data["texts"][:1]))
+    assert filled.counts() == {"images": N, "texts": N}
+
+
+def test_coarse_search_equals_numpy(filled, data):
+    ids = [pair_id("corpus-a", key) for key in keys()]
+    hits = filled.coarse_search(data["coarse_q"], limit=10)
+    assert len(hits) == len(data["coarse_q"])
+    scores = data["coarse_q"] @ data["images"].T
+    for row, got in zip(scores, hits, strict=True):
+        order = np.argsort(-row)[:10]
+        assert all(isinstance(hit, ImageHit) for hit in got)
+        assert [hit.pair_id for hit in got] == [ids[j] for j in order]
+        np.testing.assert_allclose([hit.score for hit in got], row[order], atol=1e-5)
+    assert filled.coarse_search(data["coarse_q"][:0], limit=3) == []
+
+
+def test_coarse_search_checks_query_size(filled, data):
+    with pytest.raises(StoreMismatchError, match="query vectors have 12 dimensions"):
+        filled.coarse_search(data["fine_q"], limit=3)
+    with pytest.raises(ValueError):
+        filled.coarse_search(data["coarse_q"][0], limit=3)
+    with pytest.raises(ValueError):
+        filled.coarse_search(data["coarse_q"], limit=0)
+
+
+def test_fine_search_ranks_only_candidates_like_numpy(filled, data):
+    ids = [pair_id("corpus-a", key) for key in keys()]
+    rng = np.random.default_rng(3)
+    groups = [rng.choice(N, size=size, replace=False) for size in (20, 5, 1)]
+    candidates = [[ids[j] for j in group] for group in groups]
+    hits = filled.fine_search(data["fine_q"], candidates, limit=4)
+    assert len(hits) == 3
+    for query, group, got in zip(data["fine_q"], groups, hits, strict=True):
+        scores = data["texts"][group] @ query
+        order = np.argsort(-scores)[:4]
+        assert all(isinstance(hit, CaptionHit) for hit in got)
+        assert [hit.pair_id for hit in got] == [ids[group[j]] for j in order]
+        np.testing.assert_allclose([hit.score for hit in got], scores[order], atol=1e-5)
+        assert {hit.pair_id for hit in got} <= {ids[j] for j in group}
+
+
+def test_fine_search_empty_candidates(filled, data):
+    ids = [pair_id("corpus-a", key) for key in keys()]
+    hits = filled.fine_search(data["fine_q"], [[], ids[:3], []], limit=2)
+    assert hits[0] == [] and hits[2] == []
+    assert len(hits[1]) == 2
+    assert filled.fine_search(data["fine_q"][:1], [[]], limit=2) == [[]]
+    unknown = pair_id("corpus-a", "never-stored")
+    assert filled.fine_search(data["fine_q"][:1], [[unknown]], limit=2) == [[]]
+    with pytest.raises(ValueError, match="one candidate list per query"):
+        filled.fine_search(data["fine_q"], [ids[:3]], limit=2)
+
+
+def test_caption_payload_round_trip(filled, data):
+    target = 17
+    pid = pair_id("corpus-a", keys()[target])
+    query = data["texts"][target:target + 1]
+    [[hit]] = filled.fine_search(query, [[pid]], limit=5)
+    assert hit == CaptionHit(pair_id=pid, score=pytest.approx(1.0, abs=1e-5),
+                             caption=captions()[target], corpus="corpus-a", key=keys()[target])
+
+
+def test_existing_ids(filled):
+    present = [pair_id("corpus-a", key) for key in keys()[:4]]
+    absent = [pair_id("corpus-a", "nope"), pair_id("corpus-b", keys()[0])]
+    assert filled.existing_ids(present + absent) == set(present)
+    assert filled.existing_ids([]) == set()
+    assert filled.existing_ids([present[0].upper()]) == {present[0]}
+
+
+def test_data_survives_close_and_reopen(filled, make_store, data):
+    before = filled.coarse_search(data["coarse_q"], limit=5)
+    reopened = make_store()
+    reopened.open(PROV)
+    assert reopened.counts() == {"images": N, "texts": N}
+    assert_same_hits(reopened.coarse_search(data["coarse_q"], limit=5), before)
+
+
+def test_reads_work_without_configured_models(filled, make_store, data):
+    raw = make_store()  # what `xmore status` does: no provenance at hand
+    assert raw.stored_provenance() == PROV
+    assert raw.counts() == {"images": N, "texts": N}
+    assert len(raw.coarse_search(data["coarse_q"], limit=3)[0]) == 3
+
+
+def test_optimize_keeps_results(filled, data):
+    before = filled.coarse_search(data["coarse_q"], limit=5)
+    filled.optimize()
+    assert_same_hits(filled.coarse_search(data["coarse_q"], limit=5), before)
+    assert filled.counts() == {"images": N, "texts": N}
+
+
+def test_context_manager_closes(make_store, data):
+    with make_store() as store:
+        store.init(PROV)
+        store.upsert_pairs(batch(data, n=3))
+    store = make_store()
+    store.open(PROV)
+    assert store.counts() == {"images": 3, "texts": 3}
+
+
+def test_pair_id_is_deterministic():
+    first = pair_id("laion", "000001")
+    assert first == pair_id("laion", "000001") == PINNED_PAIR_ID  # the namespace never changes
+    assert uuid.UUID(first).version == 5
+    assert first != pair_id("laion", "000002") != pair_id("other", "000001")
+    with pytest.raises(ValueError, match="separator"):
+        pair_id("a\x1fb", "c")
+
+
+# -- server backend only ----------------------------------------------------------
+
+
+def test_unreachable_server_fails_fast():
+    store = open_store(Settings(qdrant_url="http://127.0.0.1:1"))
+    started = time.monotonic()
+    with pytest.raises(StoreUnreachableError, match=r"^cannot reach Qdrant at http://127\.0\.0\.1:1: "):
+        store.open(PROV)
+    assert time.monotonic() - started < 5
+    store.close()
+
+
+def test_server_location_hides_the_api_key():
+    store = open_store(Settings(qdrant_url="https://127.0.0.1:1", qdrant_api_key="s3cret"))
+    assert store.backend == "qdrant-server"
+    assert "s3cret" not in store.location
+    store.close()
+
+
+def test_server_in_memory(data):
+    with open_store(Settings(qdrant_url=":memory:")) as store:
+        assert store.location == ":memory:"
+        assert store.init(PROV) is True
+        store.upsert_pairs(batch(data, n=5))
+        assert store.counts() == {"images": 5, "texts": 5}
+
+
+def test_server_bad_url_is_a_config_error():
+    with pytest.raises(ConfigError, match="not understood"):
+        open_store(Settings(qdrant_url="ftp://example.org"))
+
+
+def test_local_mode_path_held_elsewhere_is_locked(tmp_path):
+    settings = Settings(qdrant_url=f"file:{tmp_path / 'held'}")
+    with open_store(settings):
+        with pytest.raises(StoreLockedError, match="open in another process"):
+            open_store(settings)
+
+
+def test_server_collection_without_our_metadata_is_refused(tmp_path):
+    from qdrant_client import QdrantClient, models
+
+    from xmore_db.store.server import ServerStore
+
+    client = QdrantClient(":memory:")
+    client.create_collection("images", vectors_config={
+        "coarse": models.VectorParams(size=8, distance=models.Distance.COSINE)})
+    store = ServerStore(client, location=":memory:")
+    with pytest.raises(StoreMismatchError, match="not created by xmore"):
+        store.init(PROV)
+    assert not client.collection_exists("texts")
+    store.close()
+
+
+def test_server_collection_prefix(data):
+    from qdrant_client import QdrantClient
+
+    from xmore_db.store.server import ServerStore
+
+    client = QdrantClient(":memory:")
+    with ServerStore(client, location=":memory:", collection_prefix="xm_") as store:
+        store.init(PROV)
+        store.upsert_pairs(batch(data, n=4))
+        assert {c.name for c in client.get_collections().collections} == {"xm_images", "xm_texts"}
+        assert store.counts() == {"images": 4, "texts": 4}

@@ -1,0 +1,163 @@
+"""What only the embedded Qdrant Edge store does: one process per store, files on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xmore_db.errors import StoreError, StoreLockedError, StoreMismatchError, StoreNotInitializedError
+from xmore_db.store import PairBatch, Provenance, pair_id
+from xmore_db.store.edge import RECORD_NAME, EdgeStore, locked_message
+
+PROV = Provenance(coarse_model="toy-coarse", coarse_dim=8, fine_model="toy-fine", fine_dim=12)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pairs(n: int, seed: int = 0, corpus: str = "c") -> PairBatch:
+    rng = np.random.default_rng(seed)
+    return PairBatch(
+        corpus=corpus, keys=[f"k{i}" for i in range(n)], captions=[f"caption {i}" for i in range(n)],
+        image_vectors=rng.standard_normal((n, PROV.coarse_dim)).astype(np.float32),
+        text_vectors=rng.standard_normal((n, PROV.fine_dim)).astype(np.float32),
+    )
+
+
+def test_constructing_touches_nothing(tmp_path):
+    path = tmp_path / "qdrant"
+    store = EdgeStore(path)
+    assert store.backend == "qdrant-edge" and store.location == str(path)
+    assert not path.exists()
+    with pytest.raises(StoreNotInitializedError, match=r"run `xmore init`"):
+        store.open(PROV)
+    assert store.stored_provenance() is None
+    assert not path.exists()
+
+
+def test_layout_on_disk(tmp_path):
+    path = tmp_path / "qdrant"
+    with EdgeStore(path) as store:
+        store.init(PROV)
+    record = json.loads((path / RECORD_NAME).read_text())
+    assert record["provenance"]["coarse_model"] == "toy-coarse"
+    assert (path / "images").is_dir() and (path / "texts").is_dir()
+    # The texts shard never gets a graph: it is only searched under an id filter.
+    texts = json.loads((path / "texts" / "edge_config.json").read_text())
+    images = json.loads((path / "images" / "edge_config.json").read_text())
+    assert texts["hnsw_config"]["m"] == 0 and images["hnsw_config"]["m"] == 16
+
+
+def test_second_process_gets_a_clear_lock_error(tmp_path):
+    path = tmp_path / "qdrant"
+    with EdgeStore(path) as store:
+        store.init(PROV)
+        store.upsert_pairs(pairs(5))
+    holder = textwrap.dedent(f"""
+        import sys
+        from xmore_db.store import Provenance
+        from xmore_db.store.edge import EdgeStore
+        store = EdgeStore({str(path)!r})
+        store.open(Provenance(**{PROV.to_dict()!r}))
+        print("ready", flush=True)
+        sys.stdin.read()
+        store.close()
+    """)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    child = subprocess.Popen([sys.executable, "-c", holder], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        for call in (EdgeStore(path).open, EdgeStore(path).init):
+            with pytest.raises(StoreLockedError) as caught:
+                call(PROV)
+            assert str(caught.value) == locked_message(str(path))
+            assert str(caught.value) == (
+                f"the embedded store at {path} is open in another process; Qdrant Edge allows one "
+                "process per store: stop the other process, or run a Qdrant server and set "
+                "XMORE_QDRANT_URL for concurrent use"
+            )
+        with pytest.raises(StoreLockedError):
+            EdgeStore(path).counts()
+    finally:
+        child.stdin.close()
+        child.wait(timeout=20)
+    assert child.returncode == 0
+    with EdgeStore(path) as store:  # released when the other process closes
+        store.open(PROV)
+        assert store.counts() == {"images": 5, "texts": 5}
+
+
+def test_data_persists_across_close_and_reopen(tmp_path):
+    path = tmp_path / "qdrant"
+    batch = pairs(40)
+    query = batch.image_vectors[:2] + 0.01
+    with EdgeStore(path) as store:
+        store.init(PROV)
+        store.upsert_pairs(batch)
+        before = store.coarse_search(query, limit=5)
+    with EdgeStore(path) as store:
+        store.open(PROV)
+        assert store.counts() == {"images": 40, "texts": 40}
+        after = store.coarse_search(query, limit=5)
+        assert [h.pair_id for h in after[0]] == [h.pair_id for h in before[0]]
+        assert after[0][0].pair_id == pair_id("c", "k0")
+        assert store.existing_ids([pair_id("c", "k3"), pair_id("c", "zz")]) == {pair_id("c", "k3")}
+
+
+def test_optimize_keeps_answers(tmp_path):
+    batch = pairs(300, seed=1)
+    with EdgeStore(tmp_path / "qdrant") as store:
+        store.init(PROV)
+        store.upsert_pairs(batch)
+        queries = batch.image_vectors[:4]
+        fine_q = batch.text_vectors[:4]
+        candidates = [[pair_id("c", f"k{j}") for j in range(i, 300, 7)] for i in range(4)]
+        coarse_before = store.coarse_search(queries, limit=10)
+        fine_before = store.fine_search(fine_q, candidates, limit=5)
+        store.optimize()
+        store.optimize()  # nothing left to do: still fine
+        assert [[h.pair_id for h in hits] for hits in store.coarse_search(queries, limit=10)] == [
+            [h.pair_id for h in hits] for hits in coarse_before]
+        assert [[h.pair_id for h in hits] for hits in store.fine_search(fine_q, candidates, limit=5)] == [
+            [h.pair_id for h in hits] for hits in fine_before]
+        assert store.counts() == {"images": 300, "texts": 300}
+
+
+def test_shard_of_another_size_is_refused_before_writing(tmp_path):
+    path = tmp_path / "qdrant"
+    with EdgeStore(path) as store:
+        store.init(PROV)
+    # A record that disagrees with the shards (edited or copied by hand).
+    record = json.loads((path / RECORD_NAME).read_text())
+    record["provenance"]["coarse_dim"] = 16
+    (path / RECORD_NAME).write_text(json.dumps(record))
+    with pytest.raises(StoreMismatchError, match=r"'images' holds 8-d vectors"):
+        EdgeStore(path).open(Provenance(**record["provenance"]))
+
+
+def test_unreadable_record_is_a_store_error(tmp_path):
+    path = tmp_path / "qdrant"
+    path.mkdir()
+    (path / RECORD_NAME).write_text("{not json")
+    with pytest.raises(StoreError, match="unreadable"):
+        EdgeStore(path).open(PROV)
+
+
+def test_missing_shard_asks_for_init(tmp_path):
+    path = tmp_path / "qdrant"
+    with EdgeStore(path) as store:
+        store.init(PROV)
+    import shutil
+
+    shutil.rmtree(path / "texts")
+    with pytest.raises(StoreNotInitializedError, match=r"'texts'.*run `xmore init`"):
+        EdgeStore(path).open(PROV)
+    with EdgeStore(path) as store:
+        assert store.init(PROV) is True
+        assert store.counts() == {"images": 0, "texts": 0}

@@ -1,0 +1,53 @@
+"""The `xmore` command: parse, call the core, render. No method logic lives here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from . import commands, streams
+from . import options as opt
+from .base import make_app
+
+app = make_app(
+    "xmore: retrieval-augmented CLIP zero-shot classification (X-MoRe) over Qdrant.\n\n"
+    "Corpus images and captions live in two Qdrant collections; each query's image and caption "
+    "predictions are weighted by their confidence relative to the stream of queries so far, "
+    "kept in a SQL database."
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: opt.Home = None,
+    qdrant_url: opt.QdrantUrl = None,
+    qdrant_api_key: opt.QdrantApiKey = None,
+    database_url: opt.DatabaseUrl = None,
+    coarse_model: opt.CoarseModel = None,
+    fine_model: opt.FineModel = None,
+    classifier_model: opt.ClassifierModel = None,
+    device: opt.Device = None,
+    model_cache: opt.ModelCache = None,
+    batch_size: opt.BatchSize = None,
+):
+    """Settings given here apply to every command; each also reads its XMORE_* variable."""
+    # Settings errors surface when a command runs, through the group's error mapping.
+    ctx.obj = dict(
+        home=home, qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key, database_url=database_url,
+        coarse_model=coarse_model, fine_model=fine_model, classifier_model=classifier_model,
+        device=device, model_cache_dir=model_cache, batch_size=batch_size,
+    )
+
+
+commands.register(app)
+app.add_typer(streams.app, name="streams")
+
+
+def main() -> None:
+    app(prog_name="xmore")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

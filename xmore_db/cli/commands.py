@@ -1,0 +1,222 @@
+"""Top-level commands: init, ingest, retrieve, classify, status, config."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..workspace import Workspace
+from . import options as opt
+from .render import echo_json, echo_table, progress_bar
+
+
+def register(app: typer.Typer) -> None:
+    for command in (init, ingest, retrieve, classify, status, config):
+        app.command()(command)
+
+
+def _settings(ctx: typer.Context, **overrides):
+    from .base import settings_from
+
+    return settings_from(ctx, **overrides)
+
+
+def init(ctx: typer.Context, json: opt.Json = False):
+    """Create the two collections and migrate the confidence-history database.
+
+    Safe to run again: existing collections are checked against the configured
+    models (vector sizes included) and left as they are.
+    """
+    settings = _settings(ctx)
+    with Workspace(settings) as ws:
+        previous = ws.history.revision()  # fails early, before any write, if the database is unreachable
+        provenance = ws.provenance()
+        store = ws.raw_store()
+        created = store.init(provenance)
+        revision = ws.history.migrate()
+        result = {
+            "vector_backend": store.backend, "vector_location": store.location,
+            "collections_created": created, "provenance": asdict(provenance),
+            "database": settings.masked()["database_url"], "previous_revision": previous,
+            "revision": revision,
+        }
+    if json:
+        echo_json(result)
+        return
+    verb = "Created" if created else "Checked existing"
+    typer.echo(f"{verb} collections images ({provenance.coarse_model}, {provenance.coarse_dim}-d) and "
+               f"texts ({provenance.fine_model}, {provenance.fine_dim}-d) in {store.backend} at {store.location}")
+    typer.echo(f"Database {result['database']} at revision {revision}")
+
+
+def ingest(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="Folder of images with captions.csv or captions.jsonl.")],
+    corpus: Annotated[str, typer.Option("--corpus", "-c", help="Corpus name; with the image path it "
+                                        "identifies each pair, so re-ingesting changes nothing.")],
+    captions: Annotated[Path | None, typer.Option(
+        "--captions", help="Captions file (CSV with image,caption header, or JSONL) if not in the folder.")] = None,
+    json: opt.Json = False,
+):
+    """Ingest a folder of images and their captions into the two collections.
+
+    Every image is decoded and every caption row checked before anything is
+    written. Coarse image embeddings go to `images`, fine caption embeddings
+    to `texts`, joined by a pair id derived from the corpus name and image path.
+    """
+    from ..ingest import ingest_folder
+
+    settings = _settings(ctx)
+    with Workspace(settings) as ws, progress_bar("ingesting", unit="pair") as bar:
+        report = ingest_folder(ws, path, corpus=corpus, captions=captions,
+                               on_start=bar.start, on_progress=bar.advance)
+    summary = asdict(report) | {"pairs_per_second": round(report.pairs_per_second, 2)}
+    if json:
+        echo_json(summary)
+        return
+    typer.echo(f"Ingested {report.ingested} new pairs into corpus {corpus!r} "
+               f"({report.already_present} already present) in {report.seconds:.1f} s; "
+               f"collections now hold {report.collections['images']} images, {report.collections['texts']} texts")
+
+
+def _load_images(paths: list[Path]):
+    from ..images import load_image
+
+    return [load_image(p) for p in paths]
+
+
+def retrieve(
+    ctx: typer.Context,
+    image: Annotated[Path, typer.Argument(help="Query image.")],
+    coarse: Annotated[bool, typer.Option("--coarse", help="Also show the coarse stage's image neighbours.")] = False,
+    coarse_k: opt.CoarseK = None,
+    fine_k: opt.FineK = None,
+    json: opt.Json = False,
+):
+    """Show the captions retrieved for an image: coarse image neighbours, reranked against the image."""
+    from ..classify import embed_images
+    from ..retrieval import retrieve as two_stage
+
+    settings = _settings(ctx, coarse_k=coarse_k, fine_k=fine_k)
+    images = _load_images([image])
+    with Workspace(settings) as ws:
+        store = ws.store()
+        embeddings = embed_images(ws, images, ("coarse", "fine"))
+        [result] = two_stage(store, embeddings["coarse"], embeddings["fine"],
+                             coarse_k=settings.coarse_k, fine_k=settings.fine_k)
+    if json:
+        out = {"query": str(image), "captions": [asdict(h) for h in result.captions]}
+        if coarse:
+            out["coarse"] = [asdict(h) for h in result.coarse]
+        echo_json(out)
+        return
+    if coarse:
+        typer.echo(f"Coarse: {len(result.coarse)} nearest corpus images")
+        echo_table(["rank", "score", "pair_id"],
+                   [[i + 1, f"{h.score:.4f}", h.pair_id] for i, h in enumerate(result.coarse)])
+        typer.echo("")
+    typer.echo(f"Fine: {len(result.captions)} captions ranked against the image")
+    echo_table(["rank", "score", "corpus", "caption"],
+               [[i + 1, f"{h.score:.4f}", h.corpus, h.caption] for i, h in enumerate(result.captions)])
+
+
+def classify(
+    ctx: typer.Context,
+    images: Annotated[list[Path], typer.Argument(help="Images to classify, in stream order.")],
+    labels: Annotated[Path, typer.Option("--labels", "-l", help="Class names, one per line.")],
+    stream: Annotated[str, typer.Option("--stream", "-s", envvar="XMORE_STREAM",
+                                        help="Stream whose confidence history normalises the weights.")] = "default",
+    normalize: opt.Normalize = None,
+    template: opt.Template = None,
+    coarse_k: opt.CoarseK = None,
+    fine_k: opt.FineK = None,
+    json: opt.Json = False,
+):
+    """Classify images with X-MoRe, appending each to the stream's history.
+
+    --json adds p_I, p_T, raw and adjusted confidences and the final probabilities.
+    A query with no retrieved caption is classified by the image alone and flagged.
+    """
+    from ..classify import classify_images
+    from ..labels import read_labels
+
+    settings = _settings(ctx, normalize=normalize, template=template, coarse_k=coarse_k, fine_k=fine_k)
+    if not stream.strip():
+        raise typer.BadParameter("stream name is empty", param_hint="--stream")
+    class_names = read_labels(labels)
+    decoded = _load_images(images)  # all decoded before the first history write
+    results = []
+    with Workspace(settings) as ws:
+        step = settings.batch_size
+        for start in range(0, len(decoded), step):
+            results += classify_images(ws, decoded[start:start + step],
+                                       [str(p) for p in images[start:start + step]],
+                                       labels=class_names, stream=stream)
+    if json:
+        echo_json([r.to_dict() for r in results])
+        return
+    rows = []
+    for r in results:
+        flag = "image only: no caption retrieved" if r.no_captions else f"{len(r.captions)} captions"
+        rows.append([r.seq, r.query, r.prediction, f"{max(r.probabilities):.3f}",
+                     f"{r.w_image:.2f}", f"{r.w_text:.2f}", flag])
+    echo_table(["seq", "image", "prediction", "p", "ĉ_I", "ĉ_T", "retrieval"], rows)
+
+
+def status(ctx: typer.Context, json: opt.Json = False):
+    """Show the backends, collection sizes and database revision."""
+    from ..errors import XmoreError
+
+    settings = _settings(ctx)
+    out: dict = {"vector_backend": settings.vector_backend}
+    with Workspace(settings) as ws:
+        store = ws.raw_store()
+        out["vector_location"] = store.location
+        stored = store.stored_provenance()
+        out["collections"] = store.counts() if stored else None
+        out["stored_provenance"] = asdict(stored) if stored else None
+        out["configured_models"] = {"coarse": settings.coarse_model, "fine": settings.fine_model,
+                                    "classifier": settings.classifier_model}
+        out["database"] = settings.masked()["database_url"]
+        try:
+            out["database_revision"] = ws.history.revision()
+            out["streams"] = len(ws.history.streams()) if out["database_revision"] else 0
+        except XmoreError as exc:
+            out["database_revision"] = None
+            out["database_error"] = str(exc)
+    if json:
+        echo_json(out)
+        return
+    typer.echo(f"vector store:  {out['vector_backend']} at {out['vector_location']}")
+    if stored:
+        typer.echo(f"  images:      {out['collections']['images']} points "
+                   f"({stored.coarse_model}, {stored.coarse_dim}-d)")
+        typer.echo(f"  texts:       {out['collections']['texts']} points "
+                   f"({stored.fine_model}, {stored.fine_dim}-d)")
+    else:
+        typer.echo("  not initialised: run `xmore init`")
+    typer.echo(f"database:      {out['database']}")
+    if "database_error" in out:
+        typer.echo(f"  {out['database_error']}")
+    else:
+        typer.echo(f"  revision:    {out['database_revision'] or 'none: run `xmore init`'}")
+        typer.echo(f"  streams:     {out['streams']}")
+    typer.echo(f"models:        coarse {settings.coarse_model}, fine {settings.fine_model}, "
+               f"classifier {settings.classifier_model}")
+
+
+def config(ctx: typer.Context, json: opt.Json = False):
+    """Print the effective settings (secrets masked) and where each can be set."""
+    from ..config import Settings
+
+    settings = _settings(ctx)
+    values = settings.masked()
+    if json:
+        echo_json(values)
+        return
+    echo_table(["setting", "value", "variable"],
+               [[name, "" if value is None else value, Settings.ENV.get(name, "")]
+                for name, value in values.items()])

@@ -1,0 +1,94 @@
+"""Option aliases shared by commands, each with its XMORE_* variable.
+
+The names match `Settings.ENV`, so the CLI and `Settings.from_env()` agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..config import Settings
+
+_ENV = Settings.ENV
+
+Home = Annotated[
+    Path | None,
+    typer.Option("--home", envvar=_ENV["home"], help="Data directory (embedded store, SQLite history, caches).",
+                 show_default="./xmore-data"),
+]
+QdrantUrl = Annotated[
+    str | None,
+    typer.Option("--qdrant-url", envvar=_ENV["qdrant_url"],
+                 help="Qdrant server URL (http://host:6333). Unset: the embedded Qdrant Edge store under --home. "
+                      "file:PATH uses qdrant-client's pure-Python local mode (tests, tiny corpora)."),
+]
+QdrantApiKey = Annotated[
+    str | None,
+    typer.Option("--qdrant-api-key", envvar=_ENV["qdrant_api_key"], help="API key for the Qdrant server.",
+                 show_default=False),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", envvar=_ENV["database_url"],
+                 help="SQLAlchemy URL of the confidence history, e.g. postgresql+psycopg://user@host/db. "
+                      "Unset: SQLite file under --home."),
+]
+CoarseModel = Annotated[
+    str | None,
+    typer.Option("--coarse-model", envvar=_ENV["coarse_model"],
+                 help="ARCH[:PRETRAINED] of the corpus' image embeddings (coarse stage).",
+                 show_default="ViT-B-32:openai"),
+]
+FineModel = Annotated[
+    str | None,
+    typer.Option("--fine-model", envvar=_ENV["fine_model"],
+                 help="ARCH[:PRETRAINED] ranking captions against the query image (fine stage).",
+                 show_default="ViT-L-14:openai"),
+]
+ClassifierModel = Annotated[
+    str | None,
+    typer.Option("--classifier-model", envvar=_ENV["classifier_model"],
+                 help="ARCH[:PRETRAINED] of the CLIP being improved.", show_default="RN50:openai"),
+]
+Device = Annotated[
+    str | None,
+    typer.Option("--device", envvar=_ENV["device"], help="Torch device for the encoders (cpu, cuda, cuda:1).",
+                 show_default="cpu"),
+]
+ModelCache = Annotated[
+    Path | None,
+    typer.Option("--model-cache", envvar=_ENV["model_cache_dir"],
+                 help="Where open_clip weights are cached (default: the Hugging Face cache)."),
+]
+BatchSize = Annotated[
+    int | None,
+    typer.Option("--batch-size", envvar=_ENV["batch_size"], min=1, help="Images or texts per encoder batch.",
+                 show_default="32"),
+]
+CoarseK = Annotated[
+    int | None,
+    typer.Option("--coarse-k", "-K", envvar=_ENV["coarse_k"], min=1,
+                 help="Corpus images kept by the coarse stage.", show_default="128"),
+]
+FineK = Annotated[
+    int | None,
+    typer.Option("--fine-k", "-k", envvar=_ENV["fine_k"], min=1,
+                 help="Captions kept by the fine stage.", show_default="16"),
+]
+Template = Annotated[
+    str | None,
+    typer.Option("--template", envvar=_ENV["template"], help="Class prompt; {label} is replaced by the class name.",
+                 show_default="a photo of a {label}."),
+]
+Normalize = Annotated[
+    str | None,
+    typer.Option("--normalize", envvar=_ENV["normalize"],
+                 help="Confidence adjustment over the stream: minmax (the paper), l1 (the authors' code: "
+                      "c_t / sum of c so far) or none (equal confidence).",
+                 show_default="minmax"),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of text.")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]

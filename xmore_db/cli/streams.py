@@ -1,0 +1,79 @@
+"""`xmore streams`: the per-stream confidence histories."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from ..workspace import Workspace
+from . import options as opt
+from .base import make_app, settings_from
+from .render import echo_json, echo_table
+
+app = make_app("List, inspect and reset the confidence history of query streams.")
+
+StreamName = Annotated[str, typer.Argument(help="Stream name.")]
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+@app.command("list")
+def list_streams(ctx: typer.Context, json: opt.Json = False):
+    """List streams with their event counts and confidence ranges."""
+    with Workspace(settings_from(ctx)) as ws:
+        ws.history.check()
+        streams = ws.history.streams()
+    if json:
+        echo_json([asdict(s) for s in streams])
+        return
+    if not streams:
+        typer.echo("No streams yet: `xmore classify … --stream NAME` creates one.", err=True)
+        return
+    echo_table(["stream", "events", "c_I min", "c_I max", "with captions", "c_T min", "c_T max"],
+               [[s.name, s.n_events, _fmt(s.image.min), _fmt(s.image.max), s.text.count,
+                 _fmt(s.text.min), _fmt(s.text.max)] for s in streams])
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    name: StreamName,
+    last: Annotated[int, typer.Option("--last", "-n", min=0, help="How many recent events to show.")] = 10,
+    json: opt.Json = False,
+):
+    """Show a stream's running statistics and its most recent events."""
+    with Workspace(settings_from(ctx)) as ws:
+        ws.history.check()
+        stats = ws.history.stream(name)
+        events = ws.history.events(name, last=last) if last else []
+    if json:
+        echo_json({"stream": asdict(stats), "events": [asdict(e) for e in events]})
+        return
+    typer.echo(f"stream {stats.name}: {stats.n_events} events since {stats.created_at:%Y-%m-%d %H:%M:%S}")
+    for label, m in (("image", stats.image), ("text", stats.text)):
+        mean = m.sum / m.count if m.count else None
+        typer.echo(f"  {label:5} confidence: n={m.count} min={_fmt(m.min)} max={_fmt(m.max)} mean={_fmt(mean)}")
+    if events:
+        typer.echo("")
+        echo_table(["seq", "query", "c_I", "c_T", "ĉ_I", "ĉ_T", "normalize", "prediction"],
+                   [[e.seq, e.query or "", _fmt(e.c_image), _fmt(e.c_text), _fmt(e.w_image), _fmt(e.w_text),
+                     e.normalize, e.prediction] for e in events])
+
+
+@app.command()
+def reset(ctx: typer.Context, name: StreamName, yes: opt.Yes = False, json: opt.Json = False):
+    """Delete a stream's history; its next query starts a fresh normalisation."""
+    with Workspace(settings_from(ctx)) as ws:
+        ws.history.check()
+        stats = ws.history.stream(name)
+        if not yes:
+            typer.confirm(f"Delete stream {name!r} and its {stats.n_events} events?", abort=True, err=True)
+        removed = ws.history.reset(name)
+    if json:
+        echo_json({"stream": name, "events_removed": removed})
+        return
+    typer.echo(f"Reset stream {name!r}: removed {removed} events")

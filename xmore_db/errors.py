@@ -1,0 +1,75 @@
+"""Every error a user can cause or meet.
+
+Core modules raise these; the CLI maps them to one line on stderr and exit 1.
+The message must name the problem and, where there is one, the fix.
+"""
+
+from __future__ import annotations
+
+
+class XmoreError(Exception):
+    """Base class: an expected failure with a message meant for the user."""
+
+
+class ConfigError(XmoreError):
+    """A setting has a value that cannot work."""
+
+
+class BadInputError(XmoreError):
+    """A file or argument given by the user cannot be used."""
+
+
+class ImageError(BadInputError):
+    """An image cannot be read or decoded."""
+
+
+class CaptionsError(BadInputError):
+    """A captions file is missing or malformed."""
+
+
+class LabelsError(BadInputError):
+    """A labels file is empty, malformed or has duplicates."""
+
+
+class UnknownModelError(XmoreError):
+    """An architecture or pretrained tag that open_clip does not know."""
+
+
+class WeightsMissingError(XmoreError):
+    """Weights that are neither cached nor downloadable here."""
+
+
+class StoreError(XmoreError):
+    """The vector store failed."""
+
+
+class StoreUnreachableError(StoreError):
+    """A Qdrant server does not answer."""
+
+
+class StoreLockedError(StoreError):
+    """The embedded store is open in another process."""
+
+
+class StoreMismatchError(StoreError):
+    """Existing collections were built with other models or vector sizes."""
+
+
+class StoreNotInitializedError(StoreError):
+    """The collections do not exist yet (run `xmore init`)."""
+
+
+class HistoryError(XmoreError):
+    """The confidence-history database failed."""
+
+
+class DatabaseUnreachableError(HistoryError):
+    """The database cannot be connected to."""
+
+
+class DatabaseNotMigratedError(HistoryError):
+    """The database schema is missing or behind (run `xmore init`)."""
+
+
+class UnknownStreamError(HistoryError):
+    """A stream name that has no history."""

@@ -1,0 +1,24 @@
+"""The confidence history: per-stream running statistics for X-MoRe's adjustment.
+
+`schema` holds the tables (created only by the Alembic revisions in the
+top-level `migrations/`), `engine` connects and finds those migrations,
+`records` the frozen dataclasses, `store` the `ConfidenceHistory` itself.
+"""
+
+from __future__ import annotations
+
+from .engine import MIGRATIONS_DIR, alembic_config, create_history_engine, head_revision
+from .records import Decision, Event, ModalityStats, StreamStats
+from .store import ConfidenceHistory
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "ConfidenceHistory",
+    "Decision",
+    "Event",
+    "ModalityStats",
+    "StreamStats",
+    "alembic_config",
+    "create_history_engine",
+    "head_revision",
+]

@@ -1,0 +1,72 @@
+"""The confidence-history tables, as SQLAlchemy Core metadata.
+
+The database gets these tables only through the Alembic revisions in
+`migrations/versions/`; this metadata is what `alembic check` compares them with.
+Constraint names follow one naming convention so both dialects agree on them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Double,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# One row per stream: the running statistics the adjustment needs.
+# n_events counts every query (each has an image confidence); text_count only
+# those that had a caption, so text_min/text_max stay NULL until one does.
+streams = Table(
+    "streams",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("n_events", Integer, nullable=False),
+    Column("image_min", Double, nullable=False),
+    Column("image_max", Double, nullable=False),
+    Column("image_sum", Double, nullable=False),
+    Column("text_count", Integer, nullable=False),
+    Column("text_min", Double, nullable=True),
+    Column("text_max", Double, nullable=True),
+    Column("text_sum", Double, nullable=False),
+)
+
+# Append-only: one row per classified query, numbered 1.. within its stream.
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "stream_id",
+        Integer,
+        ForeignKey("streams.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("seq", Integer, nullable=False),
+    Column("query", Text, nullable=True),
+    Column("c_image", Double, nullable=False),
+    Column("c_text", Double, nullable=True),
+    Column("w_image", Double, nullable=False),
+    Column("w_text", Double, nullable=False),
+    Column("prediction", Text, nullable=False),
+    Column("normalize", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("stream_id", "seq"),
+)

@@ -1,0 +1,88 @@
+"""The systems named by the settings, opened lazily and closed together.
+
+Commands that only read the history never load a model; commands that never
+touch vectors never open the store (the embedded store allows one process).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from .config import ModelSpec, Settings
+
+if TYPE_CHECKING:
+    from .history import ConfidenceHistory
+    from .models import ClipEncoder
+    from .store import Provenance, VectorStore
+
+ROLES = ("coarse", "fine", "classifier")
+
+
+class Workspace:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._store: VectorStore | None = None
+
+    def spec(self, role: str) -> ModelSpec:
+        return {"coarse": self.settings.coarse, "fine": self.settings.fine,
+                "classifier": self.settings.classifier}[role]
+
+    def encoder(self, role: str) -> ClipEncoder:
+        from .models import load_encoder
+
+        return load_encoder(
+            self.spec(role),
+            device=self.settings.device,
+            cache_dir=self.settings.model_cache_dir,
+            batch_size=self.settings.batch_size,
+            role=role,
+        )
+
+    def provenance(self) -> Provenance:
+        """What the collections must have been built with, known without loading weights."""
+        from .models import embed_dim
+        from .store import Provenance
+
+        coarse, fine = self.settings.coarse, self.settings.fine
+        return Provenance(
+            coarse_model=str(coarse), coarse_dim=embed_dim(coarse),
+            fine_model=str(fine), fine_dim=embed_dim(fine),
+        )
+
+    def raw_store(self) -> VectorStore:
+        """The store, not yet checked against the configured models."""
+        if self._store is None:
+            from .store import open_store
+
+            self._store = open_store(self.settings)
+        return self._store
+
+    def store(self) -> VectorStore:
+        """The store, checked against the configured models before any use."""
+        store = self.raw_store()
+        store.open(self.provenance())
+        return store
+
+    @cached_property
+    def history(self) -> ConfidenceHistory:
+        from .history import ConfidenceHistory
+
+        return ConfidenceHistory(self.settings.effective_database_url)
+
+    @property
+    def prompt_cache_dir(self):
+        return self.settings.home / "cache"
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if "history" in self.__dict__:
+            self.history.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
