@@ -115,9 +115,12 @@ def test_batches_do_not_change_results_and_encoding_is_fast(tiny):
     images = _images(64, size=64)
     small = load_encoder("xmore-tiny", batch_size=5)
     assert small is not tiny and small.batch_size == 5
-    start = time.perf_counter()
-    out = tiny.encode_images(images)
-    assert time.perf_counter() - start < 1.0
+    seconds = []
+    for _ in range(2):  # best of two: a busy machine should not fail the test
+        start = time.perf_counter()
+        out = tiny.encode_images(images)
+        seconds.append(time.perf_counter() - start)
+    assert min(seconds) < 1.0
     assert np.allclose(small.encode_images(images), out, atol=1e-5)
     assert np.allclose(small.encode_texts(["a", "b", "c"] * 4), tiny.encode_texts(["a", "b", "c"] * 4),
                        atol=1e-5)
@@ -143,7 +146,10 @@ def test_single_string_or_image_is_refused(tiny):
         tiny.encode_images(Image.new("RGB", (8, 8)))
 
 
-def test_random_init_is_identical_in_separate_processes(tiny):
+def test_random_init_is_identical_in_separate_processes():
+    """A fresh process and this one (its global RNG in another state) build the same weights."""
+    import torch
+
     code = """
         import json, numpy as np
         from PIL import Image
@@ -151,18 +157,19 @@ def test_random_init_is_identical_in_separate_processes(tiny):
         enc = load_encoder("xmore-tiny-wide")
         image = Image.fromarray(np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3))
         print(json.dumps({"text": enc.encode_texts(["a photo of a cat."]).tolist(),
-                          "image": enc.encode_images([image]).tolist(),
-                          "fingerprint": enc.fingerprint}))
+                          "image": enc.encode_images([image]).tolist()}))
     """
-    procs = [_run_python(code) for _ in range(2)]
-    outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=90)
-        assert proc.returncode == 0, err
-        outputs.append(json.loads(out.strip().splitlines()[-1]))
-    assert outputs[0] == outputs[1]
-    wide = load_encoder("xmore-tiny-wide")
-    assert np.allclose(outputs[0]["text"], wide.encode_texts(["a photo of a cat."]), atol=1e-6)
+    proc = _run_python(code)
+    clear_cache()
+    torch.manual_seed(999)
+    torch.rand(100)
+    here = load_encoder("xmore-tiny-wide")
+    image = Image.fromarray(np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3))
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    there = json.loads(out.strip().splitlines()[-1])
+    assert np.allclose(there["text"], here.encode_texts(["a photo of a cat."]), atol=1e-6)
+    assert np.allclose(there["image"], here.encode_images([image]), atol=1e-6)
 
 
 # --- weights from files ------------------------------------------------------------------
@@ -328,11 +335,20 @@ def test_cached_tag_loads_from_the_hf_cache(tiny_model_files, tmp_path, monkeypa
         load_encoder("xmore-tiny:testtag", cache_dir=tmp_path / "empty", role="coarse")
 
 
-def test_bad_role_and_batch_size():
+def test_bad_role_batch_size_and_device():
+    import torch
+
     with pytest.raises(ConfigError):
         load_encoder("xmore-tiny", role="other")
     with pytest.raises(ConfigError):
         load_encoder("xmore-tiny", batch_size=0)
+    with pytest.raises(ConfigError) as e:
+        load_encoder("xmore-tiny", device="gpu-please")
+    assert "unknown device" in _one_line(e)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError) as e:
+            load_encoder("xmore-tiny", device="cuda")
+        assert "not available" in _one_line(e)
 
 
 # --- class prompts -----------------------------------------------------------------------

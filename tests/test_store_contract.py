@@ -96,7 +96,8 @@ def filled(make_store, data) -> VectorStore:
 
 
 def assert_same_hits(got, expected) -> None:
-    assert [[hit.pair_id for hit in hits] for hits in got] == [[hit.pair_id for hit in hits] for hits in expected]
+    assert [[h.pair_id for h in hits] for hits in got] == [
+        [h.pair_id for h in hits] for hits in expected]
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-5)
 
@@ -152,7 +153,8 @@ def test_open_with_other_models_fails_before_writing(make_store, data, change):
         role = "coarse" if next(iter(change)).startswith("coarse") else "fine"
         collection = "images" if role == "coarse" else "texts"
         assert f"'{collection}'" in message
-        assert getattr(PROV, f"{role}_model") in message and getattr(other, f"{role}_model") in message
+        assert getattr(PROV, f"{role}_model") in message
+        assert getattr(other, f"{role}_model") in message
         assert f"{getattr(PROV, f'{role}_dim')}-d" in message
         assert f"{getattr(other, f'{role}_dim')}-d" in message
     store.open(PROV)
@@ -184,10 +186,12 @@ def test_writes_need_open(make_store, data):
 def test_upsert_rejects_bad_batches(filled, data):
     with pytest.raises(StoreMismatchError, match=r"image vectors have 12 dimensions .*'images'"):
         filled.upsert_pairs(PairBatch(corpus="c", keys=["a"], captions=["x"],
-                                      image_vectors=data["texts"][:1], text_vectors=data["texts"][:1]))
+                                      image_vectors=data["texts"][:1],
+                                      text_vectors=data["texts"][:1]))
     with pytest.raises(ValueError, match="captions"):
         filled.upsert_pairs(PairBatch(corpus="c", keys=["a", "b"], captions=["x"],
-                                      image_vectors=data["images"][:2], text_vectors=data["texts"][:2]))
+                                      image_vectors=data["images"][:2],
+                                      text_vectors=data["texts"][:2]))
     with pytest.raises(ValueError, match="NaN"):
         filled.upsert_pairs(PairBatch(corpus="c", keys=["a"], captions=["x"],
                                       image_vectors=np.full((1, 8), np.nan),
@@ -308,7 +312,8 @@ def test_pair_id_is_deterministic():
 def test_unreachable_server_fails_fast():
     store = open_store(Settings(qdrant_url="http://127.0.0.1:1"))
     started = time.monotonic()
-    with pytest.raises(StoreUnreachableError, match=r"^cannot reach Qdrant at http://127\.0\.0\.1:1: "):
+    expected = r"^cannot reach Qdrant at http://127\.0\.0\.1:1: "
+    with pytest.raises(StoreUnreachableError, match=expected):
         store.open(PROV)
     assert time.monotonic() - started < 5
     store.close()

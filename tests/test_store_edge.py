@@ -12,7 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xmore_db.errors import StoreError, StoreLockedError, StoreMismatchError, StoreNotInitializedError
+from xmore_db.errors import (
+    StoreError,
+    StoreLockedError,
+    StoreMismatchError,
+    StoreNotInitializedError,
+)
 from xmore_db.store import PairBatch, Provenance, pair_id
 from xmore_db.store.edge import RECORD_NAME, EdgeStore, locked_message
 
@@ -23,10 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def pairs(n: int, seed: int = 0, corpus: str = "c") -> PairBatch:
     rng = np.random.default_rng(seed)
     return PairBatch(
-        corpus=corpus, keys=[f"k{i}" for i in range(n)], captions=[f"caption {i}" for i in range(n)],
+        corpus=corpus, keys=[f"k{i}" for i in range(n)],
+        captions=[f"caption {i}" for i in range(n)],
         image_vectors=rng.standard_normal((n, PROV.coarse_dim)).astype(np.float32),
         text_vectors=rng.standard_normal((n, PROV.fine_dim)).astype(np.float32),
     )
+
+
+def ids_of(results) -> list[list[str]]:
+    return [[hit.pair_id for hit in hits] for hits in results]
 
 
 def test_constructing_touches_nothing(tmp_path):
@@ -118,14 +128,12 @@ def test_optimize_keeps_answers(tmp_path):
         queries = batch.image_vectors[:4]
         fine_q = batch.text_vectors[:4]
         candidates = [[pair_id("c", f"k{j}") for j in range(i, 300, 7)] for i in range(4)]
-        coarse_before = store.coarse_search(queries, limit=10)
-        fine_before = store.fine_search(fine_q, candidates, limit=5)
+        coarse_before = ids_of(store.coarse_search(queries, limit=10))
+        fine_before = ids_of(store.fine_search(fine_q, candidates, limit=5))
         store.optimize()
         store.optimize()  # nothing left to do: still fine
-        assert [[h.pair_id for h in hits] for hits in store.coarse_search(queries, limit=10)] == [
-            [h.pair_id for h in hits] for hits in coarse_before]
-        assert [[h.pair_id for h in hits] for hits in store.fine_search(fine_q, candidates, limit=5)] == [
-            [h.pair_id for h in hits] for hits in fine_before]
+        assert ids_of(store.coarse_search(queries, limit=10)) == coarse_before
+        assert ids_of(store.fine_search(fine_q, candidates, limit=5)) == fine_before
         assert store.counts() == {"images": 300, "texts": 300}
 
 

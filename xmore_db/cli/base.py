@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -18,26 +17,26 @@ class XmoreGroup(TyperGroup):
     XMORE_DEBUG=1 lets the traceback through instead.
     """
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except XmoreError as exc:
             if os.environ.get("XMORE_DEBUG"):
                 raise
-            click.echo(f"Error: {exc}", err=True)
-            raise click.exceptions.Exit(1) from None
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            raise click.exceptions.Exit(130) from None
+            typer.echo("Interrupted.", err=True)
+            raise typer.Exit(130) from None
         except Exception as exc:  # an unexpected failure still gets one line, not a traceback
             if os.environ.get("XMORE_DEBUG"):
                 raise
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            click.echo(f"Error: unexpected {type(exc).__name__}: {first} "
+            typer.echo(f"Error: unexpected {type(exc).__name__}: {first} "
                        "(set XMORE_DEBUG=1 for the traceback)", err=True)
-            raise click.exceptions.Exit(1) from None
+            raise typer.Exit(1) from None
 
 
 def make_app(help: str) -> typer.Typer:

@@ -31,6 +31,7 @@ def init(ctx: typer.Context, json: opt.Json = False):
     models (vector sizes included) and left as they are.
     """
     settings = _settings(ctx)
+    settings.home.mkdir(parents=True, exist_ok=True)
     with Workspace(settings) as ws:
         previous = ws.history.revision()  # fails early, before any write, if the database is unreachable
         provenance = ws.provenance()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +113,9 @@ def read_state_dict(path: Path) -> dict[str, Any]:
         import pickle
 
         try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's note on plain pickles' protocol is noise here
+                warnings.filterwarnings("ignore", message="Detected pickle protocol")
+                loaded = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
             raise ConfigError(
                 f"refused to load weights file {path}: it is not a plain state_dict of tensors "

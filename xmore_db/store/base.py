@@ -11,6 +11,7 @@ both backends run before any call to one.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -27,6 +28,7 @@ FINE_VECTOR = "fine"
 
 # Fixed forever: changing it would give every stored pair a new id.
 PAIR_NAMESPACE = uuid.UUID("1e40783b-1b06-40d2-bb23-62347f75a1c8")
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def pair_id(corpus: str, key: str) -> str:
@@ -111,7 +113,7 @@ class VectorStore(Protocol):
     location: str  # path or URL, never a secret
 
     def init(self, provenance: Provenance) -> bool:
-        """Create the collections that are absent (True if any was); validate existing ones like open()."""
+        """Create absent collections (True if any was); validate existing ones like open()."""
         ...
 
     def open(self, provenance: Provenance) -> None:
@@ -216,10 +218,14 @@ def check_candidates(candidates: Sequence[Sequence[str]], n_queries: int) -> lis
 
 
 def canonical_ids(ids: Sequence[str]) -> list[str]:
+    """Pair ids as the engines return them (lowercase hyphenated UUIDs); ValueError otherwise."""
     if isinstance(ids, (str, bytes)):
         raise ValueError("expected a sequence of pair ids, got a single string")
     out = []
     for value in ids:
+        if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+            out.append(value)  # the common case, five times cheaper than parsing
+            continue
         try:
             out.append(str(uuid.UUID(str(value))))
         except ValueError:

@@ -73,7 +73,7 @@ class EdgeStore:
         self.location = str(self.path)
         self._shards: dict[str, qe.EdgeShard] | None = None
         self._stored: Provenance | None = None
-        self._checked = False  # open()/init() compared the stored provenance with the configured one
+        self._checked = False  # open()/init() compared the record with the configured models
 
     # -- lifecycle ---------------------------------------------------------
 

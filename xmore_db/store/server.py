@@ -89,7 +89,9 @@ class ServerStore:
             if raw.startswith("//"):
                 raw = raw[2:]  # file:///abs/path
             if not raw:
-                raise ConfigError(f"qdrant url {url!r} names no path: use file:/abs/path or file:dir")
+                raise ConfigError(
+                    f"qdrant url {url!r} names no path: use file:/abs/path or file:dir"
+                )
             path = Path(raw).expanduser().resolve()
             try:
                 client = QdrantClient(path=str(path))
@@ -98,9 +100,12 @@ class ServerStore:
                     raise StoreLockedError(
                         f"the local Qdrant store at {path} is open in another process; "
                         "qdrant-client's local mode allows one process per path: stop the other "
-                        "process, or run a Qdrant server and set XMORE_QDRANT_URL for concurrent use"
+                        "process, or run a Qdrant server and set XMORE_QDRANT_URL for "
+                        "concurrent use"
                     ) from None
-                raise StoreError(f"cannot open the local Qdrant store at {path}: {short(error)}") from None
+                raise StoreError(
+                    f"cannot open the local Qdrant store at {path}: {short(error)}"
+                ) from None
             return cls(client, location=f"file:{path}", collection_prefix=collection_prefix)
         if url.startswith(("http://", "https://")):
             client = QdrantClient(url=url, api_key=settings.qdrant_api_key,
@@ -211,7 +216,8 @@ class ServerStore:
                 self.client.upsert(self.names[IMAGES], wait=True, points=models.Batch(
                     ids=ids[start:stop],
                     vectors={COARSE_VECTOR: images[start:stop].tolist()},
-                    payloads=[{"corpus": batch.corpus, "key": key} for key in batch.keys[start:stop]],
+                    payloads=[{"corpus": batch.corpus, "key": key}
+                              for key in batch.keys[start:stop]],
                 ))
 
     def optimize(self) -> None:
@@ -316,7 +322,7 @@ class ServerStore:
         return infos
 
     def _validate(self, infos: dict[str, object | None], provenance: Provenance) -> None:
-        """Existing collections against `provenance`: metadata first, then the actual vector sizes."""
+        """Existing collections against `provenance`: metadata, then actual vector sizes."""
         for name, info in infos.items():
             if info is None:
                 continue
