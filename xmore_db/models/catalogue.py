@@ -3,27 +3,15 @@
 Our architectures are JSON files in `configs/`, added to open_clip's registry
 the way open_clip adds its own (`open_clip.add_model_config`), on first use.
 
-Checking a name must not cost the 3-5 s that importing open_clip (torch,
-torchvision) takes: a spec that names unknown or uncached weights should fail
-at once. Until open_clip is imported, names are answered from the same
-sources open_clip reads: its `model_configs/*.json` plus ours, and its
-`pretrained.py` tables loaded on their own without torch. Once open_clip is
-imported, its live registry is the authority (it may hold configs that other
-code added). If the light reading fails (another open_clip layout), open_clip
-is imported.
+open_clip's registry is the only authority on names: importing it costs a few
+seconds (torch), paid once per process by any command that names a model.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
-import importlib.util
-import json
-import sys
 import threading
-import types
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +66,7 @@ def ensure_registered() -> None:
 
 
 def catalogue() -> Catalogue:
-    """open_clip's live registry if it is imported (or must be), else the light reading."""
-    if "open_clip" not in sys.modules:
-        light = _light_catalogue()
-        if light is not None:
-            return light
+    """open_clip's registry, with our architectures added."""
     ensure_registered()
     import open_clip
     from open_clip import factory, pretrained
@@ -129,40 +113,3 @@ def close_names(name: str, known: list[str]) -> list[str]:
     similar = [lowered[k] for k in difflib.get_close_matches(name.lower(), lowered, n=6,
                                                               cutoff=0.6)]
     return list(dict.fromkeys(same_case + similar))[:6]
-
-
-@lru_cache(maxsize=1)
-def _light_catalogue() -> Catalogue | None:
-    try:
-        found = importlib.util.find_spec("open_clip")
-        if found is None or found.origin is None:
-            return None
-        package_dir = Path(found.origin).parent
-        configs: dict[str, dict] = {}
-        for directory in (package_dir / "model_configs", CONFIG_DIR):
-            for path in directory.glob("*.json"):
-                config = json.loads(path.read_text())
-                if all(key in config for key in _REQUIRED_KEYS):
-                    configs[path.stem] = config
-        return Catalogue(lambda: list(configs), configs.get, _pretrained_tables(package_dir))
-    except Exception:  # any other open_clip layout: fall back to importing it
-        return None
-
-
-def _pretrained_tables(package_dir: Path) -> types.ModuleType:
-    """open_clip/pretrained.py (pure tables and lookups) loaded under a private name.
-
-    Its only heavy import is an optional `safetensors.torch`, hidden while it loads.
-    """
-    name = "_xmore_open_clip_tables"
-    package = types.ModuleType(name)
-    package.__path__ = [str(package_dir)]
-    sys.modules[name] = package
-    hide = "safetensors.torch" not in sys.modules
-    if hide:
-        sys.modules["safetensors.torch"] = None  # type: ignore[assignment]
-    try:
-        return importlib.import_module(f"{name}.pretrained")
-    finally:
-        if hide:
-            del sys.modules["safetensors.torch"]

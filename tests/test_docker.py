@@ -1,0 +1,86 @@
+"""The shared deployment of docker-compose.yml: a real Qdrant server and PostgreSQL.
+
+Runs the CLI end to end against the services pytest-docker starts from the
+repository's compose file. Skipped, with the reason, where no Docker engine runs.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from xmore_db.cli.app import app
+
+pytestmark = pytest.mark.docker
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _engine_problem() -> str | None:
+    try:
+        probe = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"docker CLI unusable: {exc}"
+    if probe.returncode != 0:
+        reason = (probe.stderr.strip().splitlines() or ["docker info failed"])[-1]
+        return f"no Docker engine: {reason}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file():
+    return str(ROOT / "docker-compose.yml")
+
+
+@pytest.fixture(scope="session")
+def docker_setup():
+    return ["up -d qdrant postgres"]
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def compose_services(request):
+    problem = _engine_problem()
+    if problem:
+        pytest.skip(problem)
+    services = request.getfixturevalue("docker_services")
+    ip = request.getfixturevalue("docker_ip")
+    qdrant_port = services.port_for("qdrant", 6333)
+    pg_port = services.port_for("postgres", 5432)
+    services.wait_until_responsive(lambda: _port_open(ip, qdrant_port), timeout=120, pause=1)
+    services.wait_until_responsive(lambda: _port_open(ip, pg_port), timeout=120, pause=1)
+    return {
+        "XMORE_QDRANT_URL": f"http://{ip}:{qdrant_port}",
+        "XMORE_DATABASE_URL": f"postgresql+psycopg://xmore:xmore@{ip}:{pg_port}/xmore",
+    }
+
+
+def test_cli_against_qdrant_server_and_postgres(compose_services, monkeypatch, tmp_path, corpus_dir,
+                                                query_images, labels_file):
+    from tests.conftest import TINY_MODELS
+
+    for name, value in {**TINY_MODELS, **compose_services, "XMORE_HOME": str(tmp_path),
+                        "XMORE_COARSE_K": "16", "XMORE_FINE_K": "4"}.items():
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+
+    def run(*args):
+        result = runner.invoke(app, [*map(str, args), "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    assert run("init")["vector_backend"] == "qdrant-server"
+    assert run("ingest", corpus_dir, "--corpus", "docker-shapes")["collections"]["images"] >= 60
+    results = run("classify", *query_images, "--labels", labels_file, "--stream", f"docker-{tmp_path.name}")
+    assert [r["seq"] for r in results] == list(range(1, len(query_images) + 1))
