@@ -6,7 +6,10 @@ is per query, because each query's weights depend on the stream so far.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,6 +18,8 @@ from . import method
 from .history import Decision, StreamStats
 from .retrieval import retrieve
 from .store import CaptionHit
+
+DECODE_THREADS = 2
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -56,20 +61,25 @@ def embed_images(workspace: Workspace, images: list[Image.Image], roles: tuple[s
     return out
 
 
-def classify_images(
-    workspace: Workspace,
-    images: list[Image.Image],
-    queries: list[str],
-    *,
-    labels: list[str],
-    stream: str,
-) -> list[Classification]:
-    """Classify images in order, each one appended to `stream`'s history."""
+@dataclass(frozen=True)
+class Scored:
+    """One query's predictions before the history weighs them."""
+
+    query: str
+    p_image: np.ndarray
+    p_text: np.ndarray | None
+    c_image: float
+    c_text: float | None
+    captions: list[CaptionHit]
+
+
+def score_images(workspace: Workspace, images: list[Image.Image], queries: list[str], *,
+                 labels: list[str]) -> list[Scored]:
+    """Encode, retrieve and score a batch: three image encodings, two batched searches, one caption encoding."""
     from .models import class_embeddings
 
     settings = workspace.settings
     store = workspace.store()
-    workspace.history.check()
     classifier = workspace.encoder("classifier")
     prompts = class_embeddings(classifier, labels, settings.template, workspace.prompt_cache_dir)
     scale = classifier.logit_scale
@@ -86,15 +96,76 @@ def classify_images(
     caption_embeddings = classifier.encode_texts(flat)
     bounds = np.cumsum([0] + [len(hits) for hits in captions])
 
-    results = []
+    scored = []
     for i, query in enumerate(queries):
         p_text = method.text_probabilities(caption_embeddings[bounds[i]:bounds[i + 1]], prompts, scale)
-        c_text = None if p_text is None else float(method.confidence(p_text))
-        results.append(_record(
-            workspace, stream=stream, query=query, labels=labels, normalize=settings.normalize,
-            p_image=p_images[i], p_text=p_text, c_image=float(c_images[i]), c_text=c_text,
-            captions=captions[i],
-        ))
+        scored.append(Scored(query=query, p_image=p_images[i], p_text=p_text, c_image=float(c_images[i]),
+                             c_text=None if p_text is None else float(method.confidence(p_text)),
+                             captions=captions[i]))
+    return scored
+
+
+def record_scored(workspace: Workspace, scored: list[Scored], *, labels: list[str],
+                  stream: str) -> list[Classification]:
+    """Append each query to the stream, in order; each one's weights depend on those before it."""
+    normalize = workspace.settings.normalize
+    return [_record(workspace, stream=stream, query=s.query, labels=labels, normalize=normalize,
+                    p_image=s.p_image, p_text=s.p_text, c_image=s.c_image, c_text=s.c_text, captions=s.captions)
+            for s in scored]
+
+
+def classify_images(workspace: Workspace, images: list[Image.Image], queries: list[str], *,
+                    labels: list[str], stream: str) -> list[Classification]:
+    """Classify one batch of decoded images, in order, into `stream`."""
+    workspace.history.check()
+    return record_scored(workspace, score_images(workspace, images, queries, labels=labels),
+                         labels=labels, stream=stream)
+
+
+def classify_paths(workspace: Workspace, paths: list[Path], *, labels: list[str], stream: str,
+                   on_start: Callable[[int], None] = lambda total: None,
+                   on_progress: Callable[[int], None] = lambda n: None) -> list[Classification]:
+    """Classify image files in order, with the stages of consecutive batches overlapped.
+
+    Every image is decoded once up front (in parallel, then released) so that a
+    corrupt file fails before the first history write. Then, per batch: the next
+    batch decodes in a thread while this one is encoded and searched, and the
+    previous batch's history writes run in a writer thread, in stream order.
+    """
+    from .images import load_image
+
+    if not paths:
+        return []
+    workspace.store()
+    workspace.history.check()
+    batch = workspace.settings.batch_size
+    chunks = [paths[i:i + batch] for i in range(0, len(paths), batch)]
+
+    def decode(chunk: list[Path]) -> list[Image.Image]:
+        return [load_image(path) for path in chunk]
+
+    results: list[Classification] = []
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS) as decoders, ThreadPoolExecutor(max_workers=1) as writer:
+        for image in decoders.map(load_image, paths):
+            image.close()
+        for role in ("classifier", "coarse", "fine"):
+            workspace.encoder(role)  # missing weights fail here, before any progress or write
+        on_start(len(paths))
+        next_images = decoders.submit(decode, chunks[0])
+        writing: Future | None = None
+        for i, chunk in enumerate(chunks):
+            images = next_images.result()
+            if i + 1 < len(chunks):
+                next_images = decoders.submit(decode, chunks[i + 1])
+            scored = score_images(workspace, images, [str(p) for p in chunk], labels=labels)
+            for image in images:
+                image.close()
+            if writing is not None:
+                results += writing.result()
+                on_progress(len(chunks[i - 1]))
+            writing = writer.submit(record_scored, workspace, scored, labels=labels, stream=stream)
+        results += writing.result()
+        on_progress(len(chunks[-1]))
     return results
 
 
