@@ -1,12 +1,34 @@
-"""Write the demo's corpus, query images and labels file (see `make demo`)."""
+"""Write the demo's data (see `make demo`): the proof domain's corpus, test sets and a few query images.
 
+    python scripts/make_demo_data.py demo-data [--corpus 3000] [--test 300]
+
+demo-data/corpus/          images + captions.csv: the external corpus to ingest (a quarter are sketches)
+demo-data/tests/<task>/    ImageFolder test sets with labels.txt: shape, colour, texture, shape-sketch
+demo-data/queries/         a few images for `xmore classify`, with demo-data/labels.txt (shapes)
+"""
+
+import argparse
 import sys
+import time
 from pathlib import Path
 
-from xmore_db.synthetic import write_corpus, write_labels, write_queries
+from xmore_db.toy import TASKS, write_corpus, write_test_set
+from xmore_db.toy.render import SHAPES
 
-root = Path(sys.argv[1] if len(sys.argv) > 1 else "demo-data")
-write_corpus(root / "corpus", 400, seed=0)
-paths, truth = write_queries(root / "queries", 6, seed=1)
-write_labels(root / "labels.txt", "shape")
-print(f"wrote 400 captioned images to {root / 'corpus'}, {len(paths)} queries to {root / 'queries'}", file=sys.stderr)
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("root", nargs="?", type=Path, default=Path("demo-data"))
+parser.add_argument("--corpus", type=int, default=3000, help="corpus pairs")
+parser.add_argument("--test", type=int, default=300, help="images per test set")
+parser.add_argument("--queries", type=int, default=6, help="query images for the classify step")
+args = parser.parse_args()
+
+started = time.perf_counter()
+root = args.root
+write_corpus(root / "corpus", args.corpus, seed=0, sketch_fraction=0.25)
+for i, name in enumerate(TASKS):
+    write_test_set(root / "tests" / name, name, args.test, seed=1000 + i)
+write_test_set(root / "queries", "shape", args.queries, seed=999)
+(root / "labels.txt").write_text("\n".join(SHAPES) + "\n", encoding="utf-8")
+print(f"wrote {args.corpus} captioned images to {root / 'corpus'}, test sets {', '.join(TASKS)} "
+      f"({args.test} images each) to {root / 'tests'}, {args.queries} queries to {root / 'queries'} "
+      f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)

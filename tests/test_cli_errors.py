@@ -52,16 +52,19 @@ def test_missing_image_in_classify(ready, labels_file, tmp_path):
     assert "nope.png" in line
 
 
-def test_corrupt_image_in_corpus_writes_nothing(backend_env, corpus_dir, tmp_path):
+def test_corrupt_image_in_corpus_is_skipped_and_counted(backend_env, corpus_dir, tmp_path):
     import shutil
 
     folder = tmp_path / "corpus"
     shutil.copytree(corpus_dir, folder)
     (folder / "images" / "000007.png").write_bytes(b"garbage")
     ok_json("init")
-    line = fails("ingest", folder, "--corpus", "bad")
-    assert "cannot read image" in line and "000007.png" in line
-    assert ok_json("status")["collections"] == {"images": 0, "texts": 0}
+    report = ok_json("ingest", folder, "--corpus", "bad")
+    assert (report["ingested"], report["skipped"]) == (59, 1)
+    assert report["skip_reasons"] == {"undecodable_image": 1}
+    assert report["collections"] == {"images": 59, "texts": 59}
+    [unit] = ok_json("corpora", "show", "bad")["units"]
+    assert unit["status"] == "done" and unit["skip_reasons"] == {"undecodable_image": 1}
 
 
 def test_missing_captions_file(backend_env, tmp_path):

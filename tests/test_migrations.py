@@ -45,6 +45,25 @@ EXPECTED_COLUMNS = {
         "normalize",
         "created_at",
     },
+    "ingest_units": {
+        "id",
+        "corpus",
+        "unit",
+        "kind",
+        "source",
+        "status",
+        "rows",
+        "ingested",
+        "skipped",
+        "skip_reasons",
+        "error",
+        "worker",
+        "attempts",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "seconds",
+    },
 }
 
 
@@ -158,3 +177,12 @@ def test_migrate_creates_the_sqlite_directory(tmp_path):
     assert (tmp_path / "deep" / "er" / "history.sqlite3").is_file()
     history.check()
     history.close()
+
+
+def test_downgrade_to_0001_drops_only_the_units_table(history_url):
+    ConfidenceHistory(history_url).migrate()
+    _alembic(history_url, command.downgrade, "0001")
+    columns = _columns(history_url)
+    assert "ingest_units" not in columns and {"streams", "events"} <= set(columns)
+    _alembic(history_url, command.upgrade, "head")
+    assert "ingest_units" in _columns(history_url)

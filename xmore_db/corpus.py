@@ -1,6 +1,6 @@
 """Image-text corpora on disk: a folder of images with a captions file.
 
-A captions file is CSV (with a header) or JSONL, one row per image, naming the
+A captions file is CSV (with a header), JSONL or parquet, one row per image, naming the
 image by its path relative to the folder and giving its caption. The image's
 relative path is its key: with the corpus name it determines the pair id, so
 re-ingesting the same folder changes nothing.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import CaptionsError
 
-CAPTION_FILE_NAMES = ("captions.csv", "captions.jsonl")
+CAPTION_FILE_NAMES = ("captions.csv", "captions.jsonl", "captions.parquet")
 IMAGE_COLUMNS = ("image", "image_path", "path", "file", "filepath", "filename")
 CAPTION_COLUMNS = ("caption", "text")
 
@@ -39,48 +39,72 @@ def find_captions_file(folder: Path) -> Path:
     )
 
 
-def read_captioned_folder(folder: str | Path, captions: str | Path | None = None) -> list[CaptionedImage]:
-    """All rows of a folder's captions file, checked before anything is ingested.
+@dataclass(frozen=True)
+class CaptionRow:
+    """One row of a captions file: usable (problem None) or skipped for `problem`."""
 
-    Raises CaptionsError for a missing file, a row without image or caption,
-    an image listed twice, or an image path that leaves the folder or does not exist.
+    line: int
+    key: str
+    path: Path | None
+    caption: str
+    problem: str | None = None
+
+
+def read_caption_rows(folder: str | Path, captions: str | Path | None = None) -> tuple[Path, list[CaptionRow]]:
+    """The captions file used and its rows, each checked; bad rows carry the reason they are skipped.
+
+    Raises CaptionsError only for what makes the whole file unusable: a missing
+    folder or file, no image or caption column, no rows, not UTF-8.
+    Row problems: `missing_image` (no path, a path outside the folder, or no such
+    file), `duplicate_key` (an image listed again), `malformed_row` (a line that is
+    not a JSON object). Empty captions are left to the ingest pipeline's checks.
     """
+    from .sources.base import DUPLICATE_KEY, MALFORMED_ROW, MISSING_IMAGE
+
     folder = Path(folder)
     if not folder.is_dir():
         raise CaptionsError(f"corpus folder {folder} does not exist or is not a folder")
     captions_path = Path(captions) if captions else find_captions_file(folder)
     if not captions_path.is_file():
         raise CaptionsError(f"captions file {captions_path} does not exist")
-    rows = list(_read_rows(captions_path))
-    if not rows:
-        raise CaptionsError(f"captions file {captions_path} has no rows")
     root = folder.resolve()
-    items: list[CaptionedImage] = []
-    seen: dict[str, int] = {}
-    for line, image, caption in rows:
-        where = f"{captions_path}:{line}"
+    out: list[CaptionRow] = []
+    seen: set[str] = set()
+    for line, image, caption in _read_rows(captions_path):
         image, caption = (image or "").strip(), (caption or "").strip()
-        if not image:
-            raise CaptionsError(f"{where}: row has no image path")
-        if not caption:
-            raise CaptionsError(f"{where}: image {image} has an empty caption")
-        path = (folder / image).resolve()
-        if not path.is_relative_to(root):
-            raise CaptionsError(f"{where}: image path {image} is outside {folder}")
-        if not path.is_file():
-            raise CaptionsError(f"{where}: image {image} does not exist in {folder}")
+        if image == _MALFORMED:
+            out.append(CaptionRow(line, "", None, "", MALFORMED_ROW))
+            continue
+        path = (folder / image).resolve() if image else None
+        if path is None or not path.is_relative_to(root) or not path.is_file():
+            out.append(CaptionRow(line, image, None, caption, MISSING_IMAGE))
+            continue
         key = path.relative_to(root).as_posix()
         if key in seen:
-            raise CaptionsError(f"{where}: image {key} is listed twice (first at line {seen[key]})")
-        seen[key] = line
-        items.append(CaptionedImage(key=key, path=path, caption=caption))
-    return items
+            out.append(CaptionRow(line, key, path, caption, DUPLICATE_KEY))
+            continue
+        seen.add(key)
+        out.append(CaptionRow(line, key, path, caption))
+    if not out:
+        raise CaptionsError(f"captions file {captions_path} has no rows")
+    return captions_path, out
+
+
+def read_captioned_folder(folder: str | Path, captions: str | Path | None = None) -> list[CaptionedImage]:
+    """The usable rows of a folder's captions file (bad rows left out; see read_caption_rows)."""
+    _, rows = read_caption_rows(folder, captions)
+    return [CaptionedImage(key=r.key, path=r.path, caption=r.caption) for r in rows if r.problem is None and r.path]
+
+
+_MALFORMED = "\x00malformed"
 
 
 def _read_rows(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
     try:
         if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
             yield from _jsonl_rows(path)
+        elif path.suffix.lower() == ".parquet":
+            yield from _parquet_rows(path)
         else:
             yield from _csv_rows(path)
     except UnicodeDecodeError as exc:
@@ -118,9 +142,32 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
                 continue
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CaptionsError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            except json.JSONDecodeError:
+                row = None
             if not isinstance(row, dict):
-                raise CaptionsError(f"{path}:{number}: expected a JSON object per line")
+                yield number, _MALFORMED, None
+                continue
             row = {str(k).lower(): v for k, v in row.items()}
             yield number, _pick(row, IMAGE_COLUMNS), _pick(row, CAPTION_COLUMNS)
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises its own kinds for bad files
+        raise CaptionsError(f"cannot read captions file {path}: {exc}") from None
+    names = {name.lower(): name for name in parquet.schema_arrow.names}
+    image = next((names[c] for c in IMAGE_COLUMNS if c in names), None)
+    caption = next((names[c] for c in CAPTION_COLUMNS if c in names), None)
+    if image is None or caption is None:
+        raise CaptionsError(
+            f"captions file {path} needs an image column ({'/'.join(IMAGE_COLUMNS[:2])}) and a caption "
+            f"column ({'/'.join(CAPTION_COLUMNS)}); found {', '.join(names.values()) or 'none'}"
+        )
+    number = 0
+    for batch in parquet.iter_batches(columns=[image, caption]):
+        for value, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+            number += 1
+            yield number, None if value is None else str(value), None if text is None else str(text)

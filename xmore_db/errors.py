@@ -73,3 +73,15 @@ class DatabaseNotMigratedError(HistoryError):
 
 class UnknownStreamError(HistoryError):
     """A stream name that has no history."""
+
+
+class UnitReadError(BadInputError):
+    """One work unit of a corpus (an npy partition, a tar shard) cannot be read: that unit fails alone."""
+
+
+class IngestLockedError(HistoryError):
+    """Another ingest holds the single-writer lock of a SQLite database."""
+
+
+class UnknownCorpusError(HistoryError):
+    """A corpus name that has no ingest records."""

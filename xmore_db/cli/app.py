@@ -6,7 +6,8 @@ import sys
 
 import typer
 
-from . import commands, streams
+from . import commands, corpora, streams
+from . import eval as eval_cli
 from . import options as opt
 from .base import make_app
 
@@ -42,7 +43,9 @@ def root(
 
 
 commands.register(app)
+eval_cli.register(app)
 app.add_typer(streams.app, name="streams")
+app.add_typer(corpora.app, name="corpora")
 
 
 def main() -> None:

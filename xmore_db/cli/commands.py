@@ -55,32 +55,77 @@ def init(ctx: typer.Context, json: opt.Json = False):
 
 def ingest(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="Folder of images with captions.csv or captions.jsonl.")],
-    corpus: Annotated[str, typer.Option("--corpus", "-c", help="Corpus name; with the image path it "
-                                        "identifies each pair, so re-ingesting changes nothing.")],
+    path: Annotated[Path, typer.Argument(help="The corpus: a clip-retrieval embeddings folder (img_emb/, "
+                                         "metadata/), a folder of webdataset .tar shards (or one shard), or "
+                                         "a folder of images with captions.csv/.jsonl/.parquet.")],
+    corpus: Annotated[str, typer.Option("--corpus", "-c", help="Corpus name; with each row's key it "
+                                        "identifies the pair, so re-ingesting overwrites, never duplicates.")],
     captions: Annotated[Path | None, typer.Option(
-        "--captions", help="Captions file (CSV with image,caption header, or JSONL) if not in the folder.")] = None,
+        "--captions", help="Captions file of an image folder (CSV with image,caption header, JSONL or "
+        "parquet), if not in the folder.")] = None,
+    format: Annotated[str | None, typer.Option(
+        "--format", help="Force the source kind: embeddings, webdataset or folder (default: detected).")] = None,
+    text_emb: Annotated[Path | None, typer.Option(
+        "--text-emb", help="Folder of text_emb_N.npy caption embeddings made with the fine model, for an "
+        "embeddings folder (else the captions are encoded).")] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", "-w", min=1, help="Threads claiming units in this process. For several processes or "
+        "machines, run more `xmore ingest` with PostgreSQL and a Qdrant server.")] = 1,
+    write_batch: Annotated[int, typer.Option(
+        "--write-batch", min=1, help="Rows per read and per upsert batch.")] = 1024,
+    max_caption_chars: Annotated[int, typer.Option(
+        "--max-caption-chars", min=1, help="Longer captions are skipped (counted as caption_too_long).")] = 1000,
+    device: opt.Device = None,
     json: opt.Json = False,
 ):
-    """Ingest a folder of images and their captions into the two collections.
+    """Ingest a corpus into the two collections, resumably, unit by unit.
 
-    Every image is decoded and every caption row checked before anything is
-    written. Coarse image embeddings go to `images`, fine caption embeddings
-    to `texts`, joined by a pair id derived from the corpus name and image path.
+    Units (an npy partition, a tar shard, a slice of a captions file) are recorded in
+    the database: a rerun continues where the last one stopped, and retries failed
+    units. Bad rows are skipped and counted per unit with their reason; a unit whose
+    files cannot be read fails alone. `xmore corpora show NAME` lists the units.
     """
-    from ..ingest import ingest_folder
+    from ..ingest import IngestOptions
+    from ..ingest import ingest as run_ingest
 
-    settings = _settings(ctx)
+    settings = _settings(ctx, device=device)
+    options = IngestOptions(workers=workers, write_batch=write_batch, max_caption_chars=max_caption_chars)
     with Workspace(settings) as ws, progress_bar("ingesting", unit="pair") as bar:
-        report = ingest_folder(ws, path, corpus=corpus, captions=captions,
-                               on_start=bar.start, on_progress=bar.advance)
+        report = run_ingest(ws, path, corpus=corpus, kind=format, captions=captions, text_emb=text_emb,
+                            options=options, on_start=bar.start, on_progress=bar.advance,
+                            on_unit=_echo_unit)
     summary = asdict(report) | {"pairs_per_second": round(report.pairs_per_second, 2)}
     if json:
         echo_json(summary)
-        return
+    else:
+        _echo_ingest_summary(report, corpus)
+    if report.failures:  # the other units went on; the exit status still says some failed
+        typer.echo(f"Error: {len(report.failures)} unit(s) failed ({', '.join(report.failures)}): "
+                   "fix their files and rerun to retry them (xmore corpora show shows the errors)", err=True)
+        raise typer.Exit(1)
+
+
+def _echo_ingest_summary(report, corpus: str) -> None:
     typer.echo(f"Ingested {report.ingested} new pairs into corpus {corpus!r} "
-               f"({report.already_present} already present) in {report.seconds:.1f} s; "
+               f"({report.already_present} already present, {report.skipped} rows skipped) "
+               f"in {report.seconds:.1f} s ({report.pairs_per_second:.0f} pairs/s); "
+               f"units: {report.units_done} done, {report.units_failed} failed, {report.units_pending} pending; "
                f"collections now hold {report.collections['images']} images, {report.collections['texts']} texts")
+    if report.skip_reasons:
+        typer.echo("Skipped rows: " + ", ".join(f"{k} {v}" for k, v in report.skip_reasons.items()))
+    for unit, error in report.failures.items():
+        typer.echo(f"Failed unit {unit}: {error}")
+
+
+def _echo_unit(outcome) -> None:
+    """One line per finished unit on stderr, with its rate, without breaking the progress bar."""
+    import sys
+
+    from tqdm import tqdm
+
+    text = (f"unit {outcome.unit}: {outcome.status}, {outcome.ingested} ingested, {outcome.skipped} skipped, "
+            f"{outcome.seconds:.1f} s ({outcome.pairs_per_second:.0f} pairs/s)")
+    tqdm.write(text + (f": {outcome.error}" if outcome.error else ""), file=sys.stderr)
 
 
 def _load_images(paths: list[Path]):
@@ -141,21 +186,16 @@ def classify(
     --json adds p_I, p_T, raw and adjusted confidences and the final probabilities.
     A query with no retrieved caption is classified by the image alone and flagged.
     """
-    from ..classify import classify_images
+    from ..classify import classify_paths
     from ..labels import read_labels
 
     settings = _settings(ctx, normalize=normalize, template=template, coarse_k=coarse_k, fine_k=fine_k)
     if not stream.strip():
         raise typer.BadParameter("stream name is empty", param_hint="--stream")
     class_names = read_labels(labels)
-    decoded = _load_images(images)  # all decoded before the first history write
-    results = []
-    with Workspace(settings) as ws:
-        step = settings.batch_size
-        for start in range(0, len(decoded), step):
-            results += classify_images(ws, decoded[start:start + step],
-                                       [str(p) for p in images[start:start + step]],
-                                       labels=class_names, stream=stream)
+    with Workspace(settings) as ws, progress_bar("classifying", unit="image") as bar:
+        results = classify_paths(ws, list(images), labels=class_names, stream=stream,
+                                 on_start=bar.start, on_progress=bar.advance)
     if json:
         echo_json([r.to_dict() for r in results])
         return

@@ -8,10 +8,12 @@ Constraint names follow one naming convention so both dialects agree on them.
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     Column,
     DateTime,
     Double,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     Table,
@@ -69,4 +71,33 @@ events = Table(
     Column("normalize", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("stream_id", "seq"),
+)
+
+# Ingest work units (revision 0002): one row per (corpus, unit), e.g. an npy
+# partition or a tar shard. status: pending, running, done, failed. rows counts
+# what the unit held, ingested the pairs written, skipped the rows left out with
+# skip_reasons {reason: count}. On PostgreSQL a worker holds its unit's row lock
+# (SELECT ... FOR UPDATE SKIP LOCKED) until it records the outcome.
+ingest_units = Table(
+    "ingest_units",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("corpus", Text, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("rows", Integer, nullable=True),
+    Column("ingested", Integer, nullable=True),
+    Column("skipped", Integer, nullable=False),
+    Column("skip_reasons", JSON, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("worker", Text, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("seconds", Double, nullable=True),
+    UniqueConstraint("corpus", "unit"),
+    Index("ix_ingest_units_corpus_status", "corpus", "status"),
 )

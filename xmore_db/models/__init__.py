@@ -10,13 +10,15 @@ from .catalogue import CONFIG_DIR, embed_dim, ensure_registered, tiny_architectu
 from .encoder import ClipEncoder
 from .prompts import class_embeddings, prompt_cache_key, prompt_texts
 from .registry import clear_cache, load_encoder
-from .weights import ROLE_ENV, Weights, read_state_dict, resolve_weights
+from .weights import BUILTIN_TAG, ROLE_ENV, Weights, builtin_checkpoints, read_state_dict, resolve_weights
 
 __all__ = [
+    "BUILTIN_TAG",
     "CONFIG_DIR",
     "ROLE_ENV",
     "ClipEncoder",
     "Weights",
+    "builtin_checkpoints",
     "class_embeddings",
     "clear_cache",
     "embed_dim",

@@ -35,6 +35,9 @@ RANDOM_INIT_SEED = 0
 HF_WEIGHTS_NAME = "open_clip_pytorch_model.bin"
 HF_SAFE_WEIGHTS_NAME = "open_clip_model.safetensors"
 _HASH_BLOCK = 1 << 20  # files up to 2 blocks are hashed whole, larger ones head + tail
+# Our own trained checkpoints, shipped in the package: `ARCH:toy` names CHECKPOINT_DIR/ARCH.safetensors.
+BUILTIN_TAG = "toy"
+CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ def resolve_weights(
     if pretrained is None:
         return Weights(arch=arch, source="random",
                        fingerprint=f"{arch}:random-init(seed={RANDOM_INIT_SEED})")
+    if pretrained == BUILTIN_TAG:
+        return _builtin(spec, arch, role)
     names = catalogue()
     is_tag = names.is_tag(arch, pretrained)
     if spec.is_local_file or (not is_tag and Path(pretrained).expanduser().is_file()):
@@ -158,6 +163,22 @@ def _local_file(spec: ModelSpec, arch: str, path: Path, role: str | None) -> Wei
     except OSError as e:
         raise ConfigError(f"cannot read weights file {path}: {e.strerror or e}") from None
     return Weights(arch=arch, source="file", path=path, fingerprint=f"{arch}:file:{digest}")
+
+
+def builtin_checkpoints() -> list[str]:
+    """Architectures with a committed checkpoint, loadable as `ARCH:toy`."""
+    return sorted(p.stem for p in CHECKPOINT_DIR.glob("*.safetensors"))
+
+
+def _builtin(spec: ModelSpec, arch: str, role: str | None) -> Weights:
+    path = CHECKPOINT_DIR / f"{arch}.safetensors"
+    if not path.is_file():
+        have = ", ".join(f"{name}:{BUILTIN_TAG}" for name in builtin_checkpoints()) or "none"
+        raise WeightsMissingError(
+            f"no built-in checkpoint for {spec}{role_words(role)}: {path} does not exist "
+            f"(built-in: {have}; scripts/train_toy_clip.py --arch {arch} trains one)"
+        )
+    return _local_file(spec, arch, path, role)
 
 
 def _cached_tag(spec: ModelSpec, arch: str, cache_dir: Path | None, role: str | None) -> Weights:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, fields
 from typing import Protocol, runtime_checkable
 
@@ -141,6 +142,18 @@ class VectorStore(Protocol):
         ...
 
     def counts(self) -> dict[str, int]: ...
+
+    def corpus_counts(self, corpus: str) -> dict[str, int]:
+        """Points of one corpus in each collection (a count under a payload filter on `corpus`)."""
+        ...
+
+    def delete_corpus(self, corpus: str) -> None:
+        """Remove the corpus' points from both collections (images first: pairs stop being reachable)."""
+        ...
+
+    def bulk_load(self) -> AbstractContextManager[None]:
+        """A context for a large load: graph building deferred, rebuilt once at the end."""
+        ...
 
     def optimize(self) -> None: ...
 

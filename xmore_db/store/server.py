@@ -59,6 +59,8 @@ DEFAULT_TIMEOUT_S = 30
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 100
 WRITE_CHUNK = 256
+# Qdrant's default indexing threshold (KB), restored after a bulk load that found 0.
+DEFAULT_INDEXING_THRESHOLD_KB = 20_000
 READ_CHUNK = 1024
 
 _ROLE = {IMAGES: ("coarse", COARSE_VECTOR, HNSW_M), TEXTS: ("fine", FINE_VECTOR, 0)}
@@ -162,8 +164,29 @@ class ServerStore:
                     "that records which models built it: use a Qdrant server that supports "
                     "collection metadata (1.16 or newer)"
                 )
+        self._index_corpus_field(infos)
         self._stored, self._checked = provenance, True
         return bool(missing)
+
+    def _index_corpus_field(self, infos: dict[str, object | None]) -> None:
+        """A keyword index on `corpus`: counting and deleting a corpus filter on it.
+
+        qdrant-client's local mode has no payload indexes (it scans), so it is skipped there.
+        """
+        from qdrant_client import models
+
+        if self._is_local:
+            return
+        for name, info in infos.items():
+            if info is not None and "corpus" in (getattr(info, "payload_schema", None) or {}):
+                continue
+            with self._calls(f"indexing the corpus field of {self.names[name]!r}"):
+                self.client.create_payload_index(self.names[name], "corpus",
+                                                 field_schema=models.PayloadSchemaType.KEYWORD, wait=True)
+
+    @property
+    def _is_local(self) -> bool:
+        return self.location.startswith("file:") or self.location == ":memory:"
 
     def open(self, provenance: Provenance) -> None:
         infos = self._infos()
@@ -219,6 +242,40 @@ class ServerStore:
                     payloads=[{"corpus": batch.corpus, "key": key}
                               for key in batch.keys[start:stop]],
                 ))
+
+    def delete_corpus(self, corpus: str) -> None:
+        from qdrant_client import models
+
+        for name in (IMAGES, TEXTS):
+            with self._calls("deleting a corpus"):
+                self.client.delete(self.names[name], wait=True,
+                                   points_selector=models.FilterSelector(filter=_corpus_filter(corpus)))
+
+    @contextlib.contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """Indexing off (indexing_threshold 0) on both collections during the load, restored at the end.
+
+        A value of 0 found at the start means another load is running (or one was
+        killed): the server's default is restored then, never 0.
+        """
+        from qdrant_client import models
+
+        previous = {}
+        for name in (IMAGES, TEXTS):
+            with self._calls("reading collection settings"):
+                info = self.client.get_collection(self.names[name])
+            value = getattr(info.config.optimizer_config, "indexing_threshold", None)
+            previous[name] = value if value else DEFAULT_INDEXING_THRESHOLD_KB
+            with self._calls("deferring indexing"):
+                self.client.update_collection(
+                    self.names[name], optimizers_config=models.OptimizersConfigDiff(indexing_threshold=0))
+        try:
+            yield
+        finally:
+            for name, value in previous.items():
+                with self._calls("restoring indexing"):
+                    self.client.update_collection(
+                        self.names[name], optimizers_config=models.OptimizersConfigDiff(indexing_threshold=value))
 
     def optimize(self) -> None:
         """Nothing to do: the server indexes in the background."""
@@ -297,6 +354,15 @@ class ServerStore:
         for name in (IMAGES, TEXTS):
             with self._calls("counting points"):
                 out[name] = int(self.client.count(self.names[name], exact=True).count)
+        return out
+
+    def corpus_counts(self, corpus: str) -> dict[str, int]:
+        self._provenance()
+        out = {}
+        for name in (IMAGES, TEXTS):
+            with self._calls("counting points"):
+                out[name] = int(self.client.count(self.names[name], count_filter=_corpus_filter(corpus),
+                                                  exact=True).count)
         return out
 
     # -- internals ---------------------------------------------------------
@@ -402,6 +468,12 @@ def _metadata_provenance(info: object, collection: str, location: str) -> Proven
             f"collection {collection!r} at {location} was not created by xmore "
             "(its metadata records no models): use another collection prefix or remove it"
         ) from None
+
+
+def _corpus_filter(corpus: str):
+    from qdrant_client import models
+
+    return models.Filter(must=[models.FieldCondition(key="corpus", match=models.MatchValue(value=corpus))])
 
 
 def _caption_hit(point: object) -> CaptionHit:

@@ -1,0 +1,155 @@
+"""Train a toy CLIP on the proof domain's image-caption pairs, on the CPU, with a fixed seed.
+
+    python scripts/train_toy_clip.py --arch xmore-toy-s --steps 1200
+    python scripts/train_toy_clip.py --arch xmore-toy-m --steps 1500 --sketch-fraction 0.3
+
+Writes xmore_db/models/checkpoints/<arch>.safetensors (fp16) and <arch>.json
+(architecture config, seeds, steps, loss, wall time, a quick zero-shot check),
+loadable offline as the model spec `<arch>:toy`.
+
+The pairs come from the same generator as the demo corpus (other seeds): a
+pool of pre-rendered images, each with several web-like captions, one drawn
+per step. The pretraining data is as noisy as the corpus: wrong and junk
+captions included, as in LAION.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xmore_db.models import ensure_registered
+from xmore_db.models.catalogue import CONFIG_DIR
+from xmore_db.toy import TASKS, caption_for, draw
+from xmore_db.toy.datasets import corpus_items
+
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "xmore_db" / "models" / "checkpoints"
+CAPTIONS_PER_IMAGE = 4
+
+
+def build_pool(n: int, seed: int, sketch_fraction: float, preprocess, tokenizer):
+    rng = random.Random(seed + 7)
+    items = corpus_items(n, seed=seed, sketch_fraction=sketch_fraction)
+    images = torch.stack([preprocess(draw(item, rng=rng)) for item in items])
+    captions = [caption_for(item, rng) for item in items for _ in range(CAPTIONS_PER_IMAGE)]
+    tokens = tokenizer(captions).view(n, CAPTIONS_PER_IMAGE, -1)
+    return images, tokens
+
+
+@torch.no_grad()
+def zero_shot_check(model, preprocess, tokenizer, n: int = 200, seed: int = 12345) -> dict[str, float]:
+    """Accuracy of 'a photo of a {label}.' zero-shot on a small fresh sample of each task."""
+    from xmore_db.toy.render import Item, random_item
+
+    model.eval()
+    out = {}
+    for name, task in TASKS.items():
+        rng = random.Random(seed)
+        truth, pixels = [], []
+        for i in range(n):
+            label = i % len(task.labels)
+            item = random_item(rng, task.style)
+            item = Item(**{**item.__dict__, task.attribute: task.labels[label]})
+            pixels.append(preprocess(draw(item, rng=rng)))
+            truth.append(label)
+        image = F.normalize(model.encode_image(torch.stack(pixels)), dim=-1)
+        text = F.normalize(model.encode_text(tokenizer([f"a photo of a {c}." for c in task.labels])), dim=-1)
+        out[name] = float(((image @ text.T).argmax(1).numpy() == np.array(truth)).mean())
+    model.train()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arch", required=True, help="xmore-toy-s or xmore-toy-m (configs in xmore_db/models/configs)")
+    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0, help="torch seed (initialisation, batch order)")
+    parser.add_argument("--data-seed", type=int, default=100, help="generator seed of the training pool")
+    parser.add_argument("--pool", type=int, default=16000, help="pre-rendered training images")
+    parser.add_argument("--sketch-fraction", type=float, default=0.1, help="share of sketch renderings in the pool")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 is fastest on a shared, contended CPU)")
+    parser.add_argument("--out", type=Path, default=CHECKPOINTS)
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    ensure_registered()
+    import open_clip
+
+    model, _, preprocess = open_clip.create_model_and_transforms(args.arch)
+    tokenizer = open_clip.get_tokenizer(args.arch)
+    images, tokens = build_pool(args.pool, args.data_seed, args.sketch_fraction, preprocess, tokenizer)
+    print(f"pool of {args.pool} images built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": rest, "weight_decay": 0.0}],
+                                  lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
+    warmup = max(1, args.steps // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return args.lr * (step + 1) / warmup
+        return args.lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, args.steps - warmup)))
+
+    generator = torch.Generator().manual_seed(args.seed)
+    losses = []
+    model.train()
+    for step in range(args.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step)
+        index = torch.randint(0, args.pool, (args.batch_size,), generator=generator)
+        which = torch.randint(0, CAPTIONS_PER_IMAGE, (args.batch_size,), generator=generator)
+        image_features = F.normalize(model.encode_image(images[index]), dim=-1)
+        text_features = F.normalize(model.encode_text(tokens[index, which]), dim=-1)
+        logits = model.logit_scale.exp() * image_features @ text_features.T
+        target = torch.arange(args.batch_size)
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        losses.append(loss.item())
+        if step % 100 == 0 or step == args.steps - 1:
+            print(f"step {step:5d}  loss {np.mean(losses[-100:]):.3f}  "
+                  f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(args.out / f"{args.arch}.safetensors"))
+    model.load_state_dict({k: v.float() for k, v in state.items()})  # check what was saved, fp16 included
+    accuracy = zero_shot_check(model, preprocess, tokenizer)
+    wall = time.perf_counter() - started
+    meta = {
+        "arch": args.arch, "config": json.loads((CONFIG_DIR / f"{args.arch}.json").read_text()),
+        "seed": args.seed, "data_seed": args.data_seed, "steps": args.steps, "batch_size": args.batch_size,
+        "lr": args.lr, "pool": args.pool, "captions_per_image": CAPTIONS_PER_IMAGE,
+        "sketch_fraction": args.sketch_fraction, "final_train_loss": round(float(np.mean(losses[-100:])), 4),
+        "logit_scale": round(float(model.logit_scale.exp()), 3), "zero_shot_check": accuracy,
+        "wall_seconds": round(wall, 1), "threads": args.threads, "dtype_saved": "float16",
+        "torch": torch.__version__, "open_clip": open_clip.__version__, "python": platform.python_version(),
+        "command": " ".join(["python", "scripts/train_toy_clip.py", *sys.argv[1:]]),
+    }
+    (args.out / f"{args.arch}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(json.dumps({k: meta[k] for k in ("arch", "final_train_loss", "zero_shot_check", "wall_seconds")}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""`xmore eval` end to end on tiny datasets, in the ImageFolder and CoOp-split layouts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import TINY_MODELS
+from xmore_db.cli.app import app
+from xmore_db.evaluation import METHODS
+from xmore_db.toy import write_corpus, write_test_set
+
+runner = CliRunner()
+SWEEP = ["--ks", "1,2,4", "-k", "2", "-K", "16"]
+
+
+def xmore(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def ok(*args):
+    result = xmore(*args)
+    assert result.exit_code == 0, result.output + result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval-data")
+    write_corpus(root / "corpus", 40, seed=3)
+    shape = write_test_set(root / "shape", "shape", 10, seed=4)
+    colour_split = write_test_set(root / "colour", "colour", 12, seed=5, layout="coop")
+    return {"root": root, "corpus": root / "corpus", "shape": shape, "colour": colour_split}
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    for name in ("XMORE_QDRANT_URL", "XMORE_DATABASE_URL", "XMORE_DEBUG", "XMORE_COARSE_K", "XMORE_FINE_K"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in dict(TINY_MODELS, XMORE_HOME=str(tmp_path / "home")).items():
+        monkeypatch.setenv(name, value)
+    return tmp_path
+
+
+def test_eval_both_layouts_writes_every_output_and_reuses_the_cache(env, data, monkeypatch):
+    ok("init")
+    ok("ingest", data["corpus"], "--corpus", "toy")
+    out = env / "run1"
+    result = ok("eval", "--dataset", f"shape={data['shape']}", "--dataset", data["colour"], *SWEEP,
+                "--seeds", "0,1", "--out", out)
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("| Method | shape | colour | Avg |")
+    assert sum(line.startswith("| X-MoRe") for line in lines) == 4 and "Caption ensemble" in result.stdout
+    for name in ("results.md", "results.csv", "results.json", "accuracy_vs_k.png", "confidence_by_case.png",
+                 "entropy_by_k.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "accuracy_vs_k.png").read_bytes()[:4] == b"\x89PNG"
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["datasets"]) == {"shape", "colour"}
+    shape, colour = results["datasets"]["shape"], results["datasets"]["colour"]
+    assert (shape["layout"], shape["n"], shape["classes"]) == ("imagefolder", 10, 5)
+    assert (colour["layout"], colour["n"], colour["classes"]) == ("coop", 12, 6)
+    assert results["settings"]["seeds"] == [0, 1] and results["settings"]["ks"] == [1, 2, 4]
+    assert shape["no_captions"] == {"fine": 0, "indirect": 0}
+    assert set(shape["accuracy"]) == set(METHODS) and set(shape["accuracy"]["xmore"]) == {"1", "2", "4"}
+    assert set(results["table"]["xmore"]) == {"shape", "colour", "Avg"}
+    assert results["settings"]["models"]["classifier"] == "xmore-tiny:random-init(seed=0)"
+    with (out / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * len(METHODS) * 3 * 3  # datasets × methods × ks × (2 seeds + mean)
+    assert "Table 8" in (out / "results.md").read_text()
+
+    # Eval replays streams offline: the history stays empty.
+    assert "No streams" in ok("streams", "list").output or ok("streams", "list", "--json").stdout.strip() == "[]"
+
+    # A second eval with other methods, k and seeds encodes nothing.
+    from xmore_db.models import ClipEncoder
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("encoded on a cached eval")
+
+    monkeypatch.setattr(ClipEncoder, "encode_images", refuse)
+    monkeypatch.setattr(ClipEncoder, "encode_texts", refuse)
+    again = ok("eval", "--dataset", f"shape={data['shape']}", "--dataset", data["colour"], "--ks", "1,4", "-k", "4",
+               "-K", "16", "--methods", "zeroshot,xmore-l1", "--seeds", "2", "--out", env / "run2", "--json")
+    second = json.loads(again.stdout)
+    assert all(d["cache"]["hit"] for d in second["datasets"].values())
+    assert set(second["table"]) == {"zeroshot", "xmore-l1"}
+    assert second["table"]["zeroshot"] == {k: v for k, v in results["table"]["zeroshot"].items()}
+
+
+def test_eval_with_an_empty_store_classifies_by_the_image_alone(env, data):
+    ok("init")
+    result = ok("eval", "--dataset", data["shape"], *SWEEP, "--out", env / "out", "--json")
+    results = json.loads(result.stdout)
+    shape = results["datasets"]["shape"]
+    assert shape["no_captions"] == {"fine": 10, "indirect": 10}
+    for name in METHODS:
+        assert shape["accuracy"][name]["2"]["mean"] == shape["accuracy"]["zeroshot"]["2"]["mean"]
+    assert "shape 10/10" in (env / "out" / "results.md").read_text()
+
+
+def test_eval_rejects_bad_input_with_one_line(env, data, tmp_path):
+    ok("init")
+    result = xmore("eval", "--dataset", data["shape"], "--methods", "zeroshot,magic", *SWEEP)
+    assert result.exit_code == 1 and "unknown methods magic" in result.stderr
+    result = xmore("eval", "--dataset", data["shape"], "--ks", "1,32", "-K", "16")
+    assert result.exit_code == 1 and "cannot exceed K (16)" in result.stderr
+    odd = tmp_path / "odd"
+    shutil.copytree(data["shape"], odd)
+    (odd / "hexagon").mkdir()
+    result = xmore("eval", "--dataset", odd, *SWEEP)
+    assert result.exit_code == 1 and "sub-folders of" in result.stderr and "hexagon" in result.stderr
+    result = xmore("eval", "--dataset", data["shape"], "--labels", f"nope={odd / 'labels.txt'}", *SWEEP)
+    assert result.exit_code == 2 and "no dataset named nope" in result.stderr
+    split = json.loads(data["colour"].read_text())
+    split["test"][0][1] = 99
+    bad = tmp_path / "split_zhou_bad.json"
+    bad.write_text(json.dumps(split))
+    result = xmore("eval", "--dataset", bad, "--labels", data["colour"].parent / "labels.txt",
+                   "--images-root", data["colour"].parent / "images", *SWEEP)
+    assert result.exit_code == 1 and "label index 99" in result.stderr

@@ -1,0 +1,181 @@
+"""Resuming after kill -9, concurrent workers on PostgreSQL, and the single SQLite writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import TINY_MODELS
+from xmore_db.cli.app import app
+from xmore_db.config import Settings
+from xmore_db.history import ConfidenceHistory
+from xmore_db.history.units import UnitLedger
+from xmore_db.sources.synthetic import write_embeddings_folder
+from xmore_db.store import open_store, pair_id
+
+runner = CliRunner()
+COARSE, FINE = 32, 48
+
+
+def ok_json(*args: str):
+    result = runner.invoke(app, [str(a) for a in args] + ["--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def make_env(tmp_path: Path, name: str, monkeypatch=None, database_url: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("XMORE_QDRANT_URL", "XMORE_DATABASE_URL", "XMORE_QDRANT_API_KEY", "XMORE_DEBUG")}
+    env |= dict(TINY_MODELS, XMORE_HOME=str(tmp_path / name))
+    if database_url:
+        env["XMORE_DATABASE_URL"] = database_url
+    if monkeypatch is not None:
+        for key in ("XMORE_QDRANT_URL", "XMORE_DATABASE_URL"):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in env.items():
+            if key.startswith("XMORE_"):
+                monkeypatch.setenv(key, value)
+    return env
+
+
+def xmore_process(env: dict[str, str], *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "xmore_db", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def ledger(env) -> UnitLedger:
+    settings = Settings.from_env(env)
+    return UnitLedger(ConfidenceHistory(settings.effective_database_url))
+
+
+def statuses(env, corpus="c") -> dict[str, str]:
+    return {u.unit: u.status for u in ledger(env).units(corpus)}
+
+
+@pytest.fixture
+def embeddings(tmp_path):
+    folder = write_embeddings_folder(tmp_path / "emb", [12, 12, 12, 12], coarse_dim=COARSE, fine_dim=FINE,
+                                     text_emb_folder=tmp_path / "fine")
+    return folder, tmp_path / "fine"
+
+
+def expected_ids(sizes) -> list[str]:
+    return [pair_id("c", f"{p:04d}/{r}") for p, n in enumerate(sizes) for r in range(n)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_kill_9_mid_unit_then_rerun_finishes_without_duplicates_or_orphans(
+        database, request, tmp_path, monkeypatch, embeddings):
+    folder, fine = embeddings
+    url = request.getfixturevalue("postgres_url") if database == "postgres" else None
+    env = make_env(tmp_path, "home", monkeypatch, url)
+    ok_json("init")
+    marker = tmp_path / "hung"
+    # 3 writes of 4 rows per unit: after 5 writes unit 0000 is done and 0001 is half written.
+    child = xmore_process(env | {"XMORE_TEST_HANG_AFTER_WRITES": "5", "XMORE_TEST_HANG_MARKER": str(marker)},
+                          "ingest", folder, "--corpus", "c", "--text-emb", fine, "--write-batch", "4")
+    try:
+        deadline = time.monotonic() + 120
+        while not (marker.exists() and statuses(env).get("0000") == "done"):
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline, "the ingest never reached its hang point"
+            time.sleep(0.2)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+        child.stdout.close()
+        child.stderr.close()
+    # SQLite shows the unit in flight as running; PostgreSQL rolled its claim back.
+    in_flight = "running" if database == "sqlite" else "pending"
+    assert statuses(env) == {"0000": "done", "0001": in_flight, "0002": "pending", "0003": "pending"}
+
+    report = ok_json("ingest", folder, "--corpus", "c", "--text-emb", fine, "--write-batch", "4")
+    assert [o["unit"] for o in report["processed"]] == ["0001", "0002", "0003"]
+    assert report["already_present"] == 12 and report["ingested"] == 36
+    assert report["collections"] == {"images": 48, "texts": 48}
+    assert set(statuses(env).values()) == {"done"}
+    attempts = {u.unit: u.attempts for u in ledger(env).units("c")}
+    assert attempts == {"0000": 1, "0001": 2 if database == "sqlite" else 1, "0002": 1, "0003": 1}
+
+    store = open_store(Settings.from_env(env))
+    try:
+        ids = expected_ids([12] * 4)
+        # Every expected pair has both points, and there is nothing else: no duplicate, no orphan.
+        assert store.existing_ids(ids) == set(ids)
+        assert store.counts() == {"images": 48, "texts": 48}
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_concurrent_workers_on_postgres_never_process_a_unit_twice(postgres_url, tmp_path):
+    sizes = [8] * 8
+    folder = write_embeddings_folder(tmp_path / "emb", sizes, coarse_dim=COARSE, fine_dim=FINE,
+                                     text_emb_folder=tmp_path / "fine")
+    # Two machines in miniature: one PostgreSQL, a vector store each (an embedded store is one process's).
+    envs = [make_env(tmp_path, name, database_url=postgres_url) for name in ("a", "b")]
+    for env in envs:
+        init = subprocess.run([sys.executable, "-m", "xmore_db", "init"], env=env, capture_output=True, text=True)
+        assert init.returncode == 0, init.stderr
+    children = [xmore_process(env | {"XMORE_TEST_WRITE_DELAY": "0.25"}, "ingest", folder, "--corpus", "c",
+                              "--text-emb", tmp_path / "fine", "--write-batch", "4", "--json") for env in envs]
+    reports = []
+    for child in children:
+        out, err = child.communicate(timeout=180)
+        assert child.returncode == 0, err
+        reports.append(json.loads(out))
+    done = [[o["unit"] for o in r["processed"]] for r in reports]
+    assert all(done), f"one worker got no unit: {done}"
+    assert set(done[0]).isdisjoint(done[1])
+    assert sorted(done[0] + done[1]) == [f"{i:04d}" for i in range(8)]
+    units = ledger(envs[0]).units("c")
+    assert {u.status for u in units} == {"done"} and {u.attempts for u in units} == {1}
+    assert len({u.worker.split(":")[1] for u in units}) == 2  # two processes
+    for report, units_done in zip(reports, done, strict=True):
+        assert report["collections"] == {"images": 8 * len(units_done), "texts": 8 * len(units_done)}
+
+
+@pytest.mark.postgres
+def test_claims_skip_locked_units_and_a_dropped_claim_is_pending_again(postgres_url):
+    history = ConfidenceHistory(postgres_url)
+    history.migrate()
+    units = UnitLedger(history)
+    units.register("c", "embeddings", "/data", ["0000", "0001", "0002"])
+    first, second = units.claim("c", "w1"), units.claim("c", "w2")
+    assert (first.unit, second.unit) == ("0000", "0001")
+    first.done(rows=3, ingested=3, skip_reasons={}, seconds=0.1)
+    second.release()  # as a killed worker's dropped connection would
+    third = units.claim("c", "w3")
+    assert third.unit == "0001"
+    third.failed("unit 0001: broken", rows=0, ingested=0, skip_reasons={"nan_embedding": 2}, seconds=0.1)
+    last = units.claim("c", "w4")
+    assert last.unit == "0002" and units.claim("c", "w5") is None
+    last.done(rows=1, ingested=1, skip_reasons={}, seconds=0.1)
+    records = {u.unit: u for u in units.units("c")}
+    assert [records[u].status for u in ("0000", "0001", "0002")] == ["done", "failed", "done"]
+    assert records["0001"].skip_reasons == {"nan_embedding": 2} and records["0001"].skipped == 2
+    units.prepare_run("c")
+    assert units.units("c")[1].status == "pending"
+    history.close()
+
+
+def test_second_writer_on_sqlite_is_refused_with_one_line(tmp_path, monkeypatch, embeddings):
+    folder, fine = embeddings
+    env = make_env(tmp_path, "home", monkeypatch)
+    ok_json("init")
+    with ledger(env).writer_lock():
+        result = runner.invoke(app, ["ingest", str(folder), "--corpus", "c", "--text-emb", str(fine)])
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "another xmore ingest is writing" in line and "PostgreSQL" in line
+    assert ok_json("ingest", folder, "--corpus", "c", "--text-emb", fine)["ingested"] == 48

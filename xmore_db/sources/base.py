@@ -1,0 +1,164 @@
+"""What every corpus source hands to the ingest pipeline, and the row checks they share.
+
+A source names its work units (stable names: an npy partition, a tar shard, a
+slice of a captions file) and reads one unit as batches of rows. A row carries
+its key and caption, and either precomputed vectors or an image still to be
+decoded. Rows a source cannot use are dropped while reading and counted in the
+batch under a reason (`SKIP_REASONS`); the pipeline drops and counts the rest
+(empty captions, NaN vectors, undecodable images) the same way.
+
+A unit whose files cannot be read raises `UnitReadError`: that unit fails, alone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import ImageError, UnitReadError
+
+# Why a row was skipped; the keys of a unit's `skip_reasons`.
+UNDECODABLE_IMAGE = "undecodable_image"
+MISSING_IMAGE = "missing_image"
+EMPTY_CAPTION = "empty_caption"
+CAPTION_TOO_LONG = "caption_too_long"
+NAN_EMBEDDING = "nan_embedding"
+ZERO_NORM_EMBEDDING = "zero_norm_embedding"
+WRONG_SIZE_EMBEDDING = "wrong_size_embedding"
+ROW_COUNT_MISMATCH = "row_count_mismatch"
+DUPLICATE_KEY = "duplicate_key"
+MALFORMED_ROW = "malformed_row"
+SKIP_REASONS = (
+    UNDECODABLE_IMAGE, MISSING_IMAGE, EMPTY_CAPTION, CAPTION_TOO_LONG, NAN_EMBEDDING,
+    ZERO_NORM_EMBEDDING, WRONG_SIZE_EMBEDDING, ROW_COUNT_MISMATCH, DUPLICATE_KEY, MALFORMED_ROW,
+)
+
+# Below this L2 norm a vector has no usable direction (float16 data included).
+MIN_NORM = 1e-6
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image still to be decoded: a file, or bytes read from an archive."""
+
+    name: str
+    path: Path | None = None
+    data: bytes | None = None
+
+    def decode(self):
+        """The image in RGB, fully decoded; ImageError if it cannot be."""
+        from ..images import load_image
+
+        if self.path is not None:
+            return load_image(self.path)
+        from PIL import Image
+
+        try:
+            with Image.open(BytesIO(self.data or b"")) as image:
+                image.load()
+                return image.convert("RGB")
+        except Exception as error:  # noqa: BLE001 - Pillow raises many kinds for bad data
+            raise ImageError(f"cannot read image {self.name}: {type(error).__name__}") from None
+
+
+@dataclass
+class RowBatch:
+    """Rows of one unit; row i of each present field belongs to keys[i].
+
+    `rows` counts what the unit held for this batch, kept and skipped; `skipped`
+    the rows already dropped while reading, by reason.
+    """
+
+    keys: list[str]
+    captions: list[str]
+    image_vectors: np.ndarray | None = None  # (n, coarse_dim) float32, precomputed
+    text_vectors: np.ndarray | None = None  # (n, fine_dim) float32, precomputed
+    images: list[ImageRef] | None = None  # to decode and encode
+    rows: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    already_present: int = 0  # rows left out because both their points are stored already
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def keep(self, mask: np.ndarray | list[bool], reasons: list[str | None] | None = None) -> RowBatch:
+        """The rows where mask is true; the others counted under their reason (if reasons are given)."""
+        mask = np.asarray(mask, dtype=bool)
+        if reasons is not None:
+            for reason, kept in zip(reasons, mask, strict=True):
+                if not kept:
+                    self.skipped[reason] += 1
+        if mask.all():
+            return self
+        index = np.flatnonzero(mask)
+        pick = index.tolist()
+        return RowBatch(
+            keys=[self.keys[i] for i in pick],
+            captions=[self.captions[i] for i in pick],
+            image_vectors=None if self.image_vectors is None else self.image_vectors[index],
+            text_vectors=None if self.text_vectors is None else self.text_vectors[index],
+            images=None if self.images is None else [self.images[i] for i in pick],
+            rows=self.rows,
+            skipped=self.skipped,
+            already_present=self.already_present,
+        )
+
+
+@runtime_checkable
+class Source(Protocol):
+    kind: str  # "embeddings" | "webdataset" | "folder"
+    root: Path
+    computes_images: bool  # image embeddings are computed (images decoded) rather than read
+    computes_texts: bool  # caption embeddings are computed with the fine model
+
+    def units(self) -> list[str]:
+        """Unit names, sorted, stable across runs for the same files."""
+        ...
+
+    def estimate_rows(self, unit: str) -> int | None:
+        """Rows in the unit if cheaply known (progress bar), else None."""
+        ...
+
+    def check(self, coarse_dim: int, fine_dim: int) -> None:
+        """Whole-source problems (BadInputError) found before anything is written."""
+        ...
+
+    def read(self, unit: str, batch_rows: int) -> Iterator[RowBatch]:
+        """The unit's rows in batches of at most `batch_rows`; UnitReadError if unreadable."""
+        ...
+
+
+def caption_problems(captions: list[str], max_chars: int) -> list[str | None]:
+    out: list[str | None] = []
+    for caption in captions:
+        if not caption or not caption.strip():
+            out.append(EMPTY_CAPTION)
+        elif len(caption) > max_chars:
+            out.append(CAPTION_TOO_LONG)
+        else:
+            out.append(None)
+    return out
+
+
+def vector_problems(vectors: np.ndarray) -> list[str | None]:
+    """Per row: NaN/infinite values, or (almost) no length; None when usable."""
+    finite = np.isfinite(vectors).all(axis=1)
+    safe = np.where(finite[:, None], vectors, 0.0)
+    norms = np.linalg.norm(safe, axis=1)
+    return [
+        NAN_EMBEDDING if not ok else (ZERO_NORM_EMBEDDING if norm < MIN_NORM else None)
+        for ok, norm in zip(finite.tolist(), norms.tolist(), strict=True)
+    ]
+
+
+def unit_error(unit: str, what: str, error: BaseException | str) -> UnitReadError:
+    from ..store.base import short
+
+    reason = error if isinstance(error, str) else short(error)
+    return UnitReadError(f"unit {unit}: {what}: {reason}")

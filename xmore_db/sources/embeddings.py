@@ -1,0 +1,198 @@
+"""A clip-retrieval embeddings folder, the layout of LAION's released embeddings.
+
+    img_emb/img_emb_{N}.npy          coarse image embeddings (float16 or float32)
+    text_emb/text_emb_{N}.npy        caption embeddings of the same CLIP (not used for `texts`)
+    metadata/metadata_{N}.parquet    caption (caption/text column), optional key, url, ...
+
+One unit per partition N (the zero-padded number as written in the file name).
+Image embeddings go into `images` as they are; captions are encoded with the fine
+model, or their fine embeddings are read from `text_emb_{N}.npy` in a second
+folder (`--text-emb DIR`, the files in DIR or in DIR/text_emb). Arrays are
+memory-mapped and read a batch at a time, never whole.
+
+Rows line up by index across the files of a partition. If their row counts
+differ, the rows past the shortest file are skipped (`row_count_mismatch`): they
+have no partner to be paired with. A partition whose vectors have the wrong
+width skips all its rows (`wrong_size_embedding`); the first partition is
+checked against the models before anything is written, so a misconfigured model
+fails the whole run instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInputError
+from .base import (
+    DUPLICATE_KEY,
+    ROW_COUNT_MISMATCH,
+    WRONG_SIZE_EMBEDDING,
+    RowBatch,
+    unit_error,
+)
+
+KIND = "embeddings"
+_PARTITION = re.compile(r"img_emb_(\d+)\.npy")
+CAPTION_COLUMNS = ("caption", "text")
+KEY_COLUMNS = ("key",)
+ACCEPTED_DTYPES = (np.float16, np.float32)
+
+
+def looks_like(path: Path) -> bool:
+    return (path / "img_emb").is_dir() and (path / "metadata").is_dir()
+
+
+class EmbeddingsFolder:
+    kind = KIND
+    computes_images = False
+
+    def __init__(self, root: str | Path, *, text_emb: str | Path | None = None):
+        self.root = Path(root)
+        if not looks_like(self.root):
+            raise BadInputError(
+                f"{self.root} is not a clip-retrieval embeddings folder: expected img_emb/ and metadata/ in it"
+            )
+        self.text_emb_dir = None
+        if text_emb is not None:
+            folder = Path(text_emb)
+            if (folder / "text_emb").is_dir():
+                folder = folder / "text_emb"
+            if not folder.is_dir():
+                raise BadInputError(f"--text-emb {text_emb} is not a folder")
+            self.text_emb_dir = folder
+        self.computes_texts = self.text_emb_dir is None
+        self._dims = (0, 0)  # the models' sizes, set by check()
+        self._units = sorted(
+            m.group(1) for m in (_PARTITION.fullmatch(p.name) for p in (self.root / "img_emb").iterdir()) if m
+        )
+
+    def units(self) -> list[str]:
+        return list(self._units)
+
+    # -- files of a partition ---------------------------------------------
+
+    def image_file(self, unit: str) -> Path:
+        return self.root / "img_emb" / f"img_emb_{unit}.npy"
+
+    def metadata_file(self, unit: str) -> Path:
+        return self.root / "metadata" / f"metadata_{unit}.parquet"
+
+    def text_file(self, unit: str) -> Path | None:
+        return None if self.text_emb_dir is None else self.text_emb_dir / f"text_emb_{unit}.npy"
+
+    def estimate_rows(self, unit: str) -> int | None:
+        try:
+            return int(_open_npy(self.image_file(unit), unit).shape[0])
+        except Exception:  # noqa: BLE001 - only a progress estimate
+            return None
+
+    def check(self, coarse_dim: int, fine_dim: int) -> None:
+        self._dims = (coarse_dim, fine_dim)
+        if not self._units:
+            raise BadInputError(f"no img_emb/img_emb_N.npy files in {self.root}")
+        first = self._units[0]
+        for path, dim, role, collection in (
+            (self.image_file(first), coarse_dim, "coarse", "images"),
+            (self.text_file(first), fine_dim, "fine", "texts"),
+        ):
+            if path is None or not path.exists():
+                continue
+            try:
+                array = _open_npy(path, first)
+            except Exception:  # noqa: BLE001 - an unreadable partition fails as a unit, later
+                continue
+            if array.ndim == 2 and array.shape[1] != dim:
+                raise BadInputError(
+                    f"{path} holds {array.shape[1]}-d vectors but the {role} model makes {dim}-d vectors "
+                    f"for {collection!r}: configure the model that made them (XMORE_{role.upper()}_MODEL)"
+                )
+
+    # -- reading ------------------------------------------------------------
+
+    def read(self, unit: str, batch_rows: int) -> Iterator[RowBatch]:
+        coarse_dim, fine_dim = self._dims
+        images = _open_npy(self.image_file(unit), unit)
+        text_path = self.text_file(unit)
+        texts = None
+        if text_path is not None:
+            if not text_path.exists():
+                raise unit_error(unit, "missing file", f"{text_path} does not exist")
+            texts = _open_npy(text_path, unit)
+        meta_path = self.metadata_file(unit)
+        if not meta_path.exists():
+            raise unit_error(unit, "missing file", f"{meta_path} does not exist")
+        parquet, caption_column, key_column = _open_parquet(meta_path, unit)
+
+        counts = [images.shape[0], parquet.metadata.num_rows] + ([texts.shape[0]] if texts is not None else [])
+        n, extra = min(counts), max(counts) - min(counts)
+        if images.shape[1] != coarse_dim or (texts is not None and texts.shape[1] != fine_dim):
+            yield RowBatch(keys=[], captions=[], rows=n + extra,
+                           skipped=Counter({WRONG_SIZE_EMBEDDING: n + extra}))
+            return
+        columns = [caption_column] + ([key_column] if key_column else [])
+        seen: set[str] = set()
+        start = 0
+        try:
+            for record_batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+                if start >= n:
+                    break
+                stop = min(start + record_batch.num_rows, n)
+                size = stop - start
+                captions = [c if isinstance(c, str) else "" for c in record_batch.column(0).to_pylist()[:size]]
+                if key_column:
+                    keys = [str(k) for k in record_batch.column(1).to_pylist()[:size]]
+                else:
+                    keys = [f"{unit}/{row}" for row in range(start, stop)]
+                batch = RowBatch(
+                    keys=keys, captions=captions, rows=size,
+                    image_vectors=np.asarray(images[start:stop], dtype=np.float32),
+                    text_vectors=None if texts is None else np.asarray(texts[start:stop], dtype=np.float32),
+                )
+                duplicate = [key in seen or seen.add(key) for key in keys]
+                if any(duplicate):
+                    batch = batch.keep([not d for d in duplicate], [DUPLICATE_KEY if d else None for d in duplicate])
+                start = stop
+                yield batch
+        except OSError as error:
+            raise unit_error(unit, f"cannot read {meta_path}", error) from None
+        except Exception as error:
+            if type(error).__module__.startswith("pyarrow"):
+                raise unit_error(unit, f"cannot read {meta_path}", error) from None
+            raise
+        if extra:
+            yield RowBatch(keys=[], captions=[], rows=extra, skipped=Counter({ROW_COUNT_MISMATCH: extra}))
+
+
+def _open_npy(path: Path, unit: str) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise unit_error(unit, "missing file", f"{path} does not exist") from None
+    except (OSError, ValueError) as error:
+        raise unit_error(unit, f"cannot read {path}", error) from None
+    if array.ndim != 2:
+        raise unit_error(unit, f"cannot use {path}", f"expected a 2-d array, got shape {array.shape}")
+    if array.dtype not in ACCEPTED_DTYPES:
+        raise unit_error(unit, f"cannot use {path}", f"expected float16 or float32, got {array.dtype}")
+    return array
+
+
+def _open_parquet(path: Path, unit: str):
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as error:  # noqa: BLE001 - pyarrow raises its own kinds for bad files
+        raise unit_error(unit, f"cannot read {path}", error) from None
+    names = {name.lower(): name for name in parquet.schema_arrow.names}
+    caption = next((names[c] for c in CAPTION_COLUMNS if c in names), None)
+    if caption is None:
+        raise unit_error(unit, f"cannot use {path}",
+                         f"no caption column ({'/'.join(CAPTION_COLUMNS)}); found {', '.join(names.values())}")
+    key = next((names[c] for c in KEY_COLUMNS if c in names), None)
+    return parquet, caption, key

@@ -1,0 +1,64 @@
+"""A folder of images with a captions file (captions.csv, captions.jsonl or captions.parquet).
+
+Units are consecutive slices of the captions file's rows (`rows-START-STOP`,
+UNIT_ROWS rows each), so a grown file adds units and a rerun resumes by slice.
+The image's path relative to the folder is its key. Both embeddings are computed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..corpus import CaptionRow, read_caption_rows
+from .base import ImageRef, RowBatch
+
+KIND = "folder"
+UNIT_ROWS = 10_000
+
+
+def looks_like(path: Path) -> bool:
+    from ..corpus import CAPTION_FILE_NAMES
+
+    return path.is_dir() and any((path / name).is_file() for name in CAPTION_FILE_NAMES)
+
+
+class ImageFolder:
+    kind = KIND
+    computes_images = True
+    computes_texts = True
+
+    def __init__(self, root: str | Path, *, captions: str | Path | None = None, unit_rows: int = UNIT_ROWS):
+        self.root = Path(root)
+        # The whole file is checked now: a missing or malformed captions file fails before any write.
+        self.captions_path, self._rows = read_caption_rows(self.root, captions)
+        self.unit_rows = unit_rows
+
+    def units(self) -> list[str]:
+        n = len(self._rows)
+        return [f"rows-{start:08d}-{min(start + self.unit_rows, n):08d}" for start in range(0, n, self.unit_rows)]
+
+    def _slice(self, unit: str) -> list[CaptionRow]:
+        _, start, stop = unit.split("-")
+        return self._rows[int(start):int(stop)]
+
+    def estimate_rows(self, unit: str) -> int | None:
+        return len(self._slice(unit))
+
+    def check(self, coarse_dim: int, fine_dim: int) -> None:
+        """Nothing to check: both embeddings are computed by the configured models."""
+
+    def read(self, unit: str, batch_rows: int) -> Iterator[RowBatch]:
+        rows = self._slice(unit)
+        for start in range(0, len(rows), batch_rows):
+            chunk = rows[start:start + batch_rows]
+            batch = RowBatch(keys=[], captions=[], images=[], rows=len(chunk), skipped=Counter())
+            for row in chunk:
+                if row.problem is not None:
+                    batch.skipped[row.problem] += 1
+                    continue
+                batch.keys.append(row.key)
+                batch.captions.append(row.caption)
+                batch.images.append(ImageRef(name=str(row.path), path=row.path))
+            yield batch
