@@ -89,7 +89,7 @@ def score_images(workspace: Workspace, images: list[Image.Image], queries: list[
     c_images = method.confidence(p_images)
 
     retrievals = retrieve(store, embeddings["coarse"], embeddings["fine"],
-                          coarse_k=settings.coarse_k, fine_k=settings.fine_k)
+                          coarse_k=settings.coarse_k, fine_k=settings.fine_k, hnsw_ef=settings.hnsw_ef)
     captions = [r.captions for r in retrievals]
     # One encoder call for every caption of the batch, split back per query.
     flat = [hit.caption for hits in captions for hit in hits]

@@ -65,6 +65,7 @@ class Settings:
     model_cache_dir: Path | None = None
     coarse_k: int = 128
     fine_k: int = 16
+    hnsw_ef: int = 512
     template: str = DEFAULT_TEMPLATE
     normalize: str = "minmax"
     batch_size: int = 32
@@ -82,6 +83,7 @@ class Settings:
         "model_cache_dir": "XMORE_MODEL_CACHE",
         "coarse_k": "XMORE_COARSE_K",
         "fine_k": "XMORE_FINE_K",
+        "hnsw_ef": "XMORE_HNSW_EF",
         "template": "XMORE_TEMPLATE",
         "normalize": "XMORE_NORMALIZE",
         "batch_size": "XMORE_BATCH_SIZE",
@@ -94,7 +96,7 @@ class Settings:
             raise ConfigError(
                 f"unknown normalisation {self.normalize!r}: choose one of {', '.join(NORMALIZATIONS)}"
             )
-        for name in ("coarse_k", "fine_k", "batch_size"):
+        for name in ("coarse_k", "fine_k", "hnsw_ef", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.fine_k > self.coarse_k:

@@ -152,7 +152,7 @@ def retrieve(
         store = ws.store()
         embeddings = embed_images(ws, images, ("coarse", "fine"))
         [result] = two_stage(store, embeddings["coarse"], embeddings["fine"],
-                             coarse_k=settings.coarse_k, fine_k=settings.fine_k)
+                             coarse_k=settings.coarse_k, fine_k=settings.fine_k, hnsw_ef=settings.hnsw_ef)
     if json:
         out = {"query": str(image), "captions": [asdict(h) for h in result.captions]}
         if coarse:

@@ -68,6 +68,12 @@ BatchSize = Annotated[
     typer.Option("--batch-size", envvar=_ENV["batch_size"], min=1, help="Images or texts per encoder batch.",
                  show_default="32"),
 ]
+HnswEf = Annotated[
+    int | None,
+    typer.Option("--hnsw-ef", envvar=_ENV["hnsw_ef"], min=1,
+                 help="Beam width of the coarse stage's HNSW search: wider finds more of the exact top-K "
+                      "at some cost in latency (see README, Performance).", show_default="512"),
+]
 CoarseK = Annotated[
     int | None,
     typer.Option("--coarse-k", "-K", envvar=_ENV["coarse_k"], min=1,

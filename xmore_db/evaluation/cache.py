@@ -67,6 +67,7 @@ def setup_key(workspace: Workspace, *, coarse_k: int, max_k: int) -> dict:
     stored = store.stored_provenance()
     return {
         "version": CACHE_VERSION, "models": fingerprints, "coarse_k": coarse_k, "max_k": max_k,
+        "hnsw_ef": settings.hnsw_ef,
         "store": {"backend": store.backend, "location": store.location, "counts": store.counts(),
                   "provenance": stored.to_dict() if stored else None},
     }
@@ -151,7 +152,7 @@ def compute_arrays(
         images = [load_image(dataset.root / rel) for rel in paths]
         emb = embed_images(workspace, images, ("classifier", "coarse", "fine"))
         image_embeddings[start:start + len(paths)] = emb["classifier"]
-        coarse = store.coarse_search(emb["coarse"], limit=coarse_k)
+        coarse = store.coarse_search(emb["coarse"], limit=coarse_k, hnsw_ef=workspace.settings.hnsw_ef)
         candidates = [[hit.pair_id for hit in hits] for hits in coarse]
         fine = store.fine_search(emb["fine"], candidates, limit=max_k)
         # Indirect: the same captions' hits, for the first max_k neighbours, put back in coarse order.

@@ -131,8 +131,12 @@ class VectorStore(Protocol):
         """The ids among `ids` present in both collections."""
         ...
 
-    def coarse_search(self, queries: np.ndarray, *, limit: int) -> list[list[ImageHit]]:
-        """queries (B, coarse_dim): the `limit` nearest images of each, one batched call."""
+    def coarse_search(self, queries: np.ndarray, *, limit: int, hnsw_ef: int | None = None) -> list[list[ImageHit]]:
+        """queries (B, coarse_dim): the `limit` nearest images of each, one batched call.
+
+        `hnsw_ef` is the graph search's beam width (None: the engine's default,
+        which is no wider than `limit`); wider finds more of the exact neighbours.
+        """
         ...
 
     def fine_search(

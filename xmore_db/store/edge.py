@@ -206,15 +206,16 @@ class EdgeStore:
                 present[name] = found
         return present[IMAGES] & present[TEXTS]
 
-    def coarse_search(self, queries: np.ndarray, *, limit: int) -> list[list[ImageHit]]:
+    def coarse_search(self, queries: np.ndarray, *, limit: int, hnsw_ef: int | None = None) -> list[list[ImageHit]]:
         shards = self._attach()
         matrix = check_queries(queries, self._stored, "coarse", self.location)
         limit = check_limit(limit)
         if len(matrix) == 0:
             return []
+        params = qe.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
         requests = [
             qe.QueryRequest(limit=limit, query=qe.Query.Nearest(row, using=COARSE_VECTOR),
-                            with_payload=False, with_vector=False)
+                            params=params, with_payload=False, with_vector=False)
             for row in matrix
         ]
         with self._engine("coarse search"):

@@ -300,15 +300,16 @@ class ServerStore:
             present[name] = found
         return present[IMAGES] & present[TEXTS]
 
-    def coarse_search(self, queries: np.ndarray, *, limit: int) -> list[list[ImageHit]]:
+    def coarse_search(self, queries: np.ndarray, *, limit: int, hnsw_ef: int | None = None) -> list[list[ImageHit]]:
         from qdrant_client import models
 
         matrix = check_queries(queries, self._provenance(), "coarse", self.location)
         limit = check_limit(limit)
         if len(matrix) == 0:
             return []
+        params = models.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
         requests = [
-            models.QueryRequest(query=row, using=COARSE_VECTOR, limit=limit,
+            models.QueryRequest(query=row, using=COARSE_VECTOR, limit=limit, params=params,
                                 with_payload=False, with_vector=False)
             for row in matrix.tolist()
         ]
