@@ -372,3 +372,47 @@ def test_server_collection_prefix(data):
         store.upsert_pairs(batch(data, n=4))
         assert {c.name for c in client.get_collections().collections} == {"xm_images", "xm_texts"}
         assert store.counts() == {"images": 4, "texts": 4}
+
+
+def test_caption_cache_filled_at_upsert_and_backfilled(make_store, data):
+    from xmore_db.store import CaptionCache
+
+    store = make_store()
+    store.init(PROV)
+    assert store.caption_cache() is None
+    store.upsert_pairs(batch(data, n=20))  # written before the cache existed
+    cache = CaptionCache(model="toy-classifier", dim=6)
+    store.set_caption_cache(cache)
+    assert store.caption_cache() == cache
+    rng = np.random.default_rng(3)
+    vectors = unit(rng.standard_normal((N, 6))).astype(np.float32)
+    full = batch(data)
+    store.upsert_pairs(PairBatch(corpus=full.corpus, keys=full.keys[20:], captions=full.captions[20:],
+                                 image_vectors=full.image_vectors[20:], text_vectors=full.text_vectors[20:],
+                                 caption_vectors=vectors[20:]))
+    ids = [pair_id("corpus-a", k) for k in keys()]
+    got = store.caption_vectors(ids)
+    assert np.isnan(got[:20]).all() and np.allclose(got[20:], vectors[20:], atol=1e-6)
+
+    # The backfill: pages of captions still lacking a vector, then filled.
+    missing, offset = [], None
+    while True:
+        page, offset = store.uncached_captions(limit=7, offset=offset)
+        missing += page
+        if offset is None:
+            break
+    assert sorted(pid for pid, _ in missing) == sorted(ids[:20])
+    assert {caption for _, caption in missing} == set(captions()[:20])
+    store.set_caption_vectors([pid for pid, _ in missing], vectors[[ids.index(pid) for pid, _ in missing]])
+    assert np.allclose(store.caption_vectors(ids), vectors, atol=1e-6)
+    assert store.uncached_captions(limit=10) == ([], None)
+
+    # Another classifier replaces the cache: its vectors start empty.
+    other = CaptionCache(model="toy-classifier-2", dim=4)
+    store.set_caption_cache(other)
+    assert store.caption_cache() == other
+    assert np.isnan(store.caption_vectors(ids[:3])).all()
+    with pytest.raises(StoreMismatchError):
+        store.set_caption_vectors(ids[:1], vectors[:1])  # 6-d into a 4-d cache
+    reopened = make_store()
+    assert reopened.caption_cache() == other

@@ -73,6 +73,26 @@ class Scored:
     captions: list[CaptionHit]
 
 
+def embed_captions(workspace: Workspace, hits: list[CaptionHit]) -> np.ndarray:
+    """The classifier's embeddings of the hits' captions, (n, dim).
+
+    Read from the caption cache where it holds this classifier's vectors; the
+    rest are encoded, all in one encoder call.
+    """
+    classifier = workspace.encoder("classifier")
+    out = np.zeros((len(hits), classifier.dim), dtype=np.float32)
+    missing = np.arange(len(hits))
+    store = workspace.store()
+    if hits and workspace.settings.caption_cache and store.caption_cache() == workspace.caption_cache():
+        cached = store.caption_vectors([hit.pair_id for hit in hits])
+        found = ~np.isnan(cached).any(axis=1)
+        out[found] = cached[found]
+        missing = np.flatnonzero(~found)
+    if len(missing):
+        out[missing] = classifier.encode_texts([hits[i].caption for i in missing])
+    return out
+
+
 def score_images(workspace: Workspace, images: list[Image.Image], queries: list[str], *,
                  labels: list[str]) -> list[Scored]:
     """Encode, retrieve and score a batch: three image encodings, two batched searches, one caption encoding."""
@@ -91,9 +111,7 @@ def score_images(workspace: Workspace, images: list[Image.Image], queries: list[
     retrievals = retrieve(store, embeddings["coarse"], embeddings["fine"],
                           coarse_k=settings.coarse_k, fine_k=settings.fine_k, hnsw_ef=settings.hnsw_ef)
     captions = [r.captions for r in retrievals]
-    # One encoder call for every caption of the batch, split back per query.
-    flat = [hit.caption for hits in captions for hit in hits]
-    caption_embeddings = classifier.encode_texts(flat)
+    caption_embeddings = embed_captions(workspace, [hit for hits in captions for hit in hits])
     bounds = np.cumsum([0] + [len(hits) for hits in captions])
 
     scored = []

@@ -69,6 +69,7 @@ class Settings:
     template: str = DEFAULT_TEMPLATE
     normalize: str = "minmax"
     batch_size: int = 32
+    caption_cache: bool = True
 
     # Each field's environment variable; the CLI declares the same names.
     ENV = {
@@ -87,6 +88,7 @@ class Settings:
         "template": "XMORE_TEMPLATE",
         "normalize": "XMORE_NORMALIZE",
         "batch_size": "XMORE_BATCH_SIZE",
+        "caption_cache": "XMORE_CAPTION_CACHE",
     }
 
     def __post_init__(self) -> None:
@@ -171,6 +173,13 @@ def mask_url_password(url: str) -> str:
 
 def _coerce(name: str, var: str, raw: str, type_name: object) -> object:
     kind = str(type_name)
+    if kind == "bool":
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{var}={raw!r} is not a valid value for {name}: use 1/0, true/false or on/off")
     try:
         if kind == "int":
             return int(raw)

@@ -98,6 +98,7 @@ class IngestReport:
     optimize_seconds: float
     collections: dict[str, int]
     failures: dict[str, str] = field(default_factory=dict)
+    caption_cache: str = "off"  # "filled with MODEL", "off", or why it was not filled
 
     @property
     def pairs_per_second(self) -> float:
@@ -139,7 +140,8 @@ def ingest(
         present_before = sum(before[u].ingested or 0 for u in units if before[u].status == DONE)
         on_start(_estimate(source, pending))
 
-        run = _Run(workspace, store, source, ledger, corpus, options, on_progress, on_unit)
+        cache_note, cache_on = _caption_cache(workspace, store)
+        run = _Run(workspace, store, source, ledger, corpus, options, on_progress, on_unit, cache_on)
         optimize_seconds = 0.0
         if pending:
             with store.bulk_load() if options.optimize else _no_bulk_load():
@@ -162,8 +164,27 @@ def ingest(
         already_present=present_before + sum(o.already_present for o in processed),
         skipped=sum(reasons.values()), skip_reasons=dict(sorted(reasons.items())),
         seconds=time.perf_counter() - started, optimize_seconds=optimize_seconds, collections=collections,
-        failures={o.unit: o.error for o in processed if o.error},
+        failures={o.unit: o.error for o in processed if o.error}, caption_cache=cache_note,
     )
+
+
+def _caption_cache(workspace: Workspace, store: VectorStore) -> tuple[str, bool]:
+    """Whether this run fills the caption cache, and a note saying so (or why not).
+
+    A store without a cache gets one for the configured classifier. A cache that
+    holds another classifier's embeddings is left alone: `xmore captions cache
+    --rebuild` replaces it.
+    """
+    if not workspace.settings.caption_cache:
+        return "off", False
+    wanted = workspace.caption_cache()
+    current = store.caption_cache()
+    if current is None:
+        store.set_caption_cache(wanted)
+    elif current != wanted:
+        return (f"not filled: the cache holds {current.model}, the classifier is {wanted.model} "
+                "(`xmore captions cache --rebuild` replaces it)"), False
+    return f"filled with {wanted.model}", True
 
 
 def ingest_folder(
@@ -207,8 +228,9 @@ class _Run:
     """One ingest run: worker threads, the decode pool, the writer thread."""
 
     def __init__(self, workspace, store: VectorStore, source: Source, ledger: UnitLedger, corpus: str,
-                 options: IngestOptions, on_progress, on_unit):
+                 options: IngestOptions, on_progress, on_unit, caption_cache: bool = False):
         self.workspace, self.store, self.source, self.ledger = workspace, store, source, ledger
+        self.caption_cache = caption_cache
         self.corpus, self.options = corpus, options
         self.on_progress, self.on_unit = on_progress, on_unit
         self.outcomes: list[UnitOutcome] = []
@@ -293,7 +315,8 @@ class _Run:
                 if len(batch):
                     futures.append(self.writer.submit(PairBatch(
                         corpus=self.corpus, keys=batch.keys, captions=batch.captions,
-                        image_vectors=batch.image_vectors, text_vectors=batch.text_vectors)))
+                        image_vectors=batch.image_vectors, text_vectors=batch.text_vectors,
+                        caption_vectors=self._caption_vectors(batch.captions))))
                     ingested += len(batch)
                 self.on_progress(batch.rows)
                 _raise_failed_writes(futures)
@@ -368,6 +391,12 @@ class _Run:
             with self.encode_lock:
                 batch.text_vectors = self._encoder("fine").encode_texts(batch.captions)
         return batch
+
+    def _caption_vectors(self, captions: list[str]):
+        if not self.caption_cache:
+            return None
+        with self.encode_lock:
+            return self._encoder("classifier").encode_texts(captions)
 
     def _encoder(self, role: str):
         with self._lock:

@@ -14,7 +14,7 @@ from .config import ModelSpec, Settings
 if TYPE_CHECKING:
     from .history import ConfidenceHistory
     from .models import ClipEncoder
-    from .store import Provenance, VectorStore
+    from .store import CaptionCache, Provenance, VectorStore
 
 ROLES = ("coarse", "fine", "classifier")
 
@@ -49,6 +49,14 @@ class Workspace:
             coarse_model=str(coarse), coarse_dim=embed_dim(coarse),
             fine_model=str(fine), fine_dim=embed_dim(fine),
         )
+
+    def caption_cache(self) -> CaptionCache:
+        """The caption cache the configured classifier would fill, known without loading weights."""
+        from .models import embed_dim
+        from .store import CaptionCache
+
+        classifier = self.settings.classifier
+        return CaptionCache(model=str(classifier), dim=embed_dim(classifier))
 
     def raw_store(self) -> VectorStore:
         """The store, not yet checked against the configured models."""

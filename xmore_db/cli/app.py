@@ -33,6 +33,7 @@ def root(
     model_cache: opt.ModelCache = None,
     batch_size: opt.BatchSize = None,
     hnsw_ef: opt.HnswEf = None,
+    caption_cache: opt.CaptionCacheOption = None,
 ):
     """Settings given here apply to every command; each also reads its XMORE_* variable."""
     # Settings errors surface when a command runs, through the group's error mapping.
@@ -40,6 +41,7 @@ def root(
         home=home, qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key, database_url=database_url,
         coarse_model=coarse_model, fine_model=fine_model, classifier_model=classifier_model,
         device=device, model_cache_dir=model_cache, batch_size=batch_size, hnsw_ef=hnsw_ef,
+        caption_cache=caption_cache,
     )
 
 

@@ -16,6 +16,7 @@ from .render import echo_json, echo_table, progress_bar
 def register(app: typer.Typer) -> None:
     for command in (init, ingest, retrieve, classify, status, config):
         app.command()(command)
+    app.command("cache-captions")(cache_captions)
 
 
 def _settings(ctx: typer.Context, **overrides):
@@ -99,6 +100,8 @@ def ingest(
         echo_json(summary)
     else:
         _echo_ingest_summary(report, corpus)
+    if report.caption_cache.startswith("not filled"):
+        typer.echo(f"Warning: caption cache {report.caption_cache}", err=True)
     if report.failures:  # the other units went on; the exit status still says some failed
         typer.echo(f"Error: {len(report.failures)} unit(s) failed ({', '.join(report.failures)}): "
                    "fix their files and rerun to retry them (xmore corpora show shows the errors)", err=True)
@@ -207,6 +210,28 @@ def classify(
     echo_table(["seq", "image", "prediction", "p", "ĉ_I", "ĉ_T", "retrieval"], rows)
 
 
+def cache_captions(
+    ctx: typer.Context,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Replace a cache made for another classifier.")] = False,
+    json: opt.Json = False,
+):
+    """Fill the caption cache for existing corpora: the classifier's embedding of every caption.
+
+    With the cache filled, classify encodes no caption at query time. Ingest fills
+    it for new pairs (XMORE_CAPTION_CACHE, on by default); this fills the rest.
+    """
+    from ..caption_cache import fill_caption_cache
+
+    with Workspace(_settings(ctx)) as ws, progress_bar("caching captions", unit="caption") as bar:
+        report = fill_caption_cache(ws, rebuild=rebuild, on_start=bar.start, on_progress=bar.advance)
+    if json:
+        echo_json(asdict(report))
+        return
+    replaced = f" (replaced the cache of {report.replaced})" if report.replaced else ""
+    typer.echo(f"Cached {report.filled} caption embeddings of {report.model} ({report.dim}-d){replaced} "
+               f"in {report.seconds:.1f} s")
+
+
 def status(ctx: typer.Context, json: opt.Json = False):
     """Show the backends, collection sizes and database revision."""
     from ..errors import XmoreError
@@ -219,6 +244,8 @@ def status(ctx: typer.Context, json: opt.Json = False):
         stored = store.stored_provenance()
         out["collections"] = store.counts() if stored else None
         out["stored_provenance"] = asdict(stored) if stored else None
+        cache = store.caption_cache() if stored else None
+        out["caption_cache"] = asdict(cache) if cache else None
         out["configured_models"] = {"coarse": settings.coarse_model, "fine": settings.fine_model,
                                     "classifier": settings.classifier_model}
         out["database"] = settings.masked()["database_url"]
@@ -237,6 +264,8 @@ def status(ctx: typer.Context, json: opt.Json = False):
                    f"({stored.coarse_model}, {stored.coarse_dim}-d)")
         typer.echo(f"  texts:       {out['collections']['texts']} points "
                    f"({stored.fine_model}, {stored.fine_dim}-d)")
+        cache = out["caption_cache"]
+        typer.echo(f"  caption cache: {cache['model'] + ' (' + str(cache['dim']) + '-d)' if cache else 'none'}")
     else:
         typer.echo("  not initialised: run `xmore init`")
     typer.echo(f"database:      {out['database']}")

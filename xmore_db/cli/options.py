@@ -74,6 +74,13 @@ HnswEf = Annotated[
                  help="Beam width of the coarse stage's HNSW search: wider finds more of the exact top-K "
                       "at some cost in latency (see README, Performance).", show_default="512"),
 ]
+CaptionCacheOption = Annotated[
+    bool | None,
+    typer.Option("--caption-cache/--no-caption-cache", envvar=_ENV["caption_cache"],
+                 help="Store the classifier's embedding of each caption in `texts` at ingest, so classify encodes "
+                      "no caption at query time (`xmore captions cache` fills it for existing corpora).",
+                 show_default="on"),
+]
 CoarseK = Annotated[
     int | None,
     typer.Option("--coarse-k", "-K", envvar=_ENV["coarse_k"], min=1,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import CaptionHit, ImageHit, PairBatch, Provenance, VectorStore, pair_id
+from .base import CaptionCache, CaptionHit, ImageHit, PairBatch, Provenance, VectorStore, pair_id
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -42,6 +42,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "CaptionHit", "EdgeStore", "ImageHit", "PairBatch", "Provenance", "ServerStore",
+    "CaptionCache", "CaptionHit", "EdgeStore", "ImageHit", "PairBatch", "Provenance", "ServerStore",
     "VectorStore", "open_store", "pair_id",
 ]

@@ -26,6 +26,9 @@ IMAGES = "images"
 TEXTS = "texts"
 COARSE_VECTOR = "coarse"
 FINE_VECTOR = "fine"
+# The classifier's text embedding of each caption, kept in `texts` beside the fine one
+# so that classification encodes no caption at query time (the caption cache).
+CAPTION_VECTOR = "classifier"
 
 # Fixed forever: changing it would give every stored pair a new id.
 PAIR_NAMESPACE = uuid.UUID("1e40783b-1b06-40d2-bb23-62347f75a1c8")
@@ -73,6 +76,14 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class CaptionCache:
+    """The classifier whose caption embeddings `texts` holds as the vector "classifier"."""
+
+    model: str
+    dim: int
+
+
+@dataclass(frozen=True)
 class PairBatch:
     """Image-caption pairs of one corpus; row i of each field belongs to keys[i]."""
 
@@ -81,6 +92,7 @@ class PairBatch:
     captions: list[str]
     image_vectors: np.ndarray  # (n, coarse_dim)
     text_vectors: np.ndarray  # (n, fine_dim)
+    caption_vectors: np.ndarray | None = None  # (n, cache dim): the caption cache's vectors, if it is on
 
     @property
     def ids(self) -> list[str]:
@@ -143,6 +155,26 @@ class VectorStore(Protocol):
         self, queries: np.ndarray, candidates: Sequence[Sequence[str]], *, limit: int
     ) -> list[list[CaptionHit]]:
         """queries (B, fine_dim): the `limit` nearest captions among candidates[i] for query i."""
+        ...
+
+    def caption_cache(self) -> CaptionCache | None:
+        """The classifier the caption cache holds embeddings of, or None if there is none."""
+        ...
+
+    def set_caption_cache(self, cache: CaptionCache) -> None:
+        """Make `texts` hold `cache.model`'s caption embeddings; another model's are dropped."""
+        ...
+
+    def caption_vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """(n, cache dim) cached caption embeddings of `ids`; NaN rows where none is stored."""
+        ...
+
+    def set_caption_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Store cached caption embeddings for existing `texts` points."""
+        ...
+
+    def uncached_captions(self, *, limit: int, offset: str | None = None) -> tuple[list[tuple[str, str]], str | None]:
+        """A page of (id, caption) without a cached embedding, and the next page's offset."""
         ...
 
     def counts(self) -> dict[str, int]: ...
@@ -297,3 +329,16 @@ __all__ = [
     "COARSE_VECTOR", "FINE_VECTOR", "IMAGES", "TEXTS", "PAIR_NAMESPACE",
     "CaptionHit", "ImageHit", "PairBatch", "Provenance", "VectorStore", "pair_id",
 ]
+
+
+def check_caption_vectors(cache: CaptionCache | None, vectors: np.ndarray, n: int, location: str) -> np.ndarray:
+    """Caption-cache vectors as float32 (n, dim), or StoreMismatchError if the cache is off or sized otherwise."""
+    if cache is None:
+        raise StoreMismatchError(f"the vector store at {location} has no caption cache: enable it first")
+    matrix = _rows(vectors, n, "caption_vectors")
+    if matrix.shape[1] != cache.dim:
+        raise StoreMismatchError(
+            f"caption vectors are {matrix.shape[1]}-d but the caption cache at {location} holds "
+            f"{cache.model} ({cache.dim}-d)"
+        )
+    return matrix

@@ -30,10 +30,12 @@ from ..errors import (
     StoreNotInitializedError,
 )
 from .base import (
+    CAPTION_VECTOR,
     COARSE_VECTOR,
     FINE_VECTOR,
     IMAGES,
     TEXTS,
+    CaptionCache,
     CaptionHit,
     ImageHit,
     PairBatch,
@@ -41,6 +43,7 @@ from .base import (
     canonical_ids,
     check_batch,
     check_candidates,
+    check_caption_vectors,
     check_limit,
     check_provenance,
     check_queries,
@@ -81,7 +84,7 @@ class EdgeStore:
     def record_path(self) -> Path:
         return self.path / RECORD_NAME
 
-    def stored_provenance(self) -> Provenance | None:
+    def _record(self) -> dict | None:
         try:
             text = self.record_path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -89,7 +92,18 @@ class EdgeStore:
         except OSError as error:
             raise StoreError(f"cannot read {self.record_path}: {short(error)}") from None
         try:
-            data = json.loads(text)
+            return json.loads(text)
+        except ValueError as error:
+            raise StoreError(
+                f"the store record {self.record_path} is unreadable ({short(error)}): "
+                f"restore it, or remove {self.path} and run `xmore init`"
+            ) from None
+
+    def stored_provenance(self) -> Provenance | None:
+        data = self._record()
+        if data is None:
+            return None
+        try:
             return Provenance.from_dict(data["provenance"])
         except (ValueError, KeyError, TypeError) as error:
             raise StoreError(
@@ -139,18 +153,24 @@ class EdgeStore:
         ids, images, texts = check_batch(batch, self._stored, self.location)
         if not ids:
             return
+        cached = None
+        if batch.caption_vectors is not None:
+            cache = self.caption_cache()
+            cached = check_caption_vectors(cache, batch.caption_vectors, len(ids), self.location).tolist()
         # Texts first: an image point is what makes a pair reachable (coarse search),
         # so a crash in between leaves at most an orphan caption nobody finds.
         with self._engine("writing captions"):
             for start in range(0, len(ids), WRITE_CHUNK):
                 stop = start + WRITE_CHUNK
                 # Lists convert to the engine's vectors faster than numpy rows do.
+                vectors = [{FINE_VECTOR: v} for v in texts[start:stop].tolist()]
+                if cached is not None:
+                    for named, c in zip(vectors, cached[start:stop], strict=True):
+                        named[CAPTION_VECTOR] = c
                 points = [
-                    qe.Point(pid, {FINE_VECTOR: vector},
-                             {"caption": caption, "corpus": batch.corpus, "key": key})
-                    for pid, vector, caption, key in zip(
-                        ids[start:stop], texts[start:stop].tolist(), batch.captions[start:stop],
-                        batch.keys[start:stop], strict=True,
+                    qe.Point(pid, named, {"caption": caption, "corpus": batch.corpus, "key": key})
+                    for pid, named, caption, key in zip(
+                        ids[start:stop], vectors, batch.captions[start:stop], batch.keys[start:stop], strict=True,
                     )
                 ]
                 shards[TEXTS].update(qe.UpdateOperation.upsert_points(points))
@@ -167,6 +187,58 @@ class EdgeStore:
                 ]
                 shards[IMAGES].update(qe.UpdateOperation.upsert_points(points))
             shards[IMAGES].flush()
+
+    # -- caption cache -----------------------------------------------------
+
+    def caption_cache(self) -> CaptionCache | None:
+        entry = (self._record() or {}).get("caption_cache")
+        return CaptionCache(model=entry["model"], dim=int(entry["dim"])) if entry else None
+
+    def set_caption_cache(self, cache: CaptionCache) -> None:
+        current = self.caption_cache()
+        if current == cache:
+            return
+        shards = self._attach()
+        with self._engine("creating the caption cache"):
+            if current is not None:
+                shards[TEXTS].update(qe.UpdateOperation.delete_vector_name(CAPTION_VECTOR))
+            shards[TEXTS].update(qe.UpdateOperation.create_dense_vector(CAPTION_VECTOR, cache.dim, qe.Distance.Cosine))
+            shards[TEXTS].flush()
+        self._write_record(self.stored_provenance(), cache)
+
+    def caption_vectors(self, ids: Sequence[str]) -> np.ndarray:
+        cache = self.caption_cache()
+        wanted = canonical_ids(ids)
+        out = np.full((len(wanted), cache.dim if cache else 0), np.nan, dtype=np.float32)
+        if cache is None or not wanted:
+            return out
+        shards = self._attach()
+        with self._engine("reading cached caption embeddings"):
+            records = shards[TEXTS].retrieve(list(dict.fromkeys(wanted)), with_payload=False,
+                                            with_vector=[CAPTION_VECTOR])
+        found = {str(r.id): (r.vector or {}).get(CAPTION_VECTOR) for r in records}
+        for row, pid in enumerate(wanted):
+            if found.get(pid) is not None:
+                out[row] = found[pid]
+        return out
+
+    def set_caption_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        wanted = canonical_ids(ids)
+        matrix = check_caption_vectors(self.caption_cache(), vectors, len(wanted), self.location)
+        shards = self._attach()
+        with self._engine("writing cached caption embeddings"):
+            shards[TEXTS].update(qe.UpdateOperation.update_vectors(
+                [qe.PointVectors(pid, {CAPTION_VECTOR: v}) for pid, v in zip(wanted, matrix.tolist(), strict=True)]))
+            shards[TEXTS].flush()
+
+    def uncached_captions(self, *, limit: int, offset: str | None = None) -> tuple[list[tuple[str, str]], str | None]:
+        shards = self._attach()
+        with self._engine("listing captions without a cached embedding"):
+            records, next_offset = shards[TEXTS].scroll(qe.ScrollRequest(
+                offset=offset, limit=limit, filter=qe.Filter(must_not=[qe.HasVectorCondition(CAPTION_VECTOR)]),
+                with_payload=["caption"], with_vector=False))
+        page = [(str(r.id), str((r.payload or {}).get("caption", ""))) for r in records]
+        return page, None if next_offset is None else str(next_offset)
 
     def delete_corpus(self, corpus: str) -> None:
         shards = self._attach()
@@ -338,10 +410,12 @@ class EdgeStore:
                     "or use a new store"
                 )
 
-    def _write_record(self, provenance: Provenance) -> None:
+    def _write_record(self, provenance: Provenance, caption_cache: CaptionCache | None = None) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         data = {"format": RECORD_FORMAT, "backend": self.backend,
                 "provenance": provenance.to_dict()}
+        if caption_cache is not None:
+            data["caption_cache"] = {"model": caption_cache.model, "dim": caption_cache.dim}
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".xmore-store-", suffix=".json")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:

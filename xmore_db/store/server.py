@@ -32,10 +32,12 @@ from ..errors import (
     StoreUnreachableError,
 )
 from .base import (
+    CAPTION_VECTOR,
     COARSE_VECTOR,
     FINE_VECTOR,
     IMAGES,
     TEXTS,
+    CaptionCache,
     CaptionHit,
     ImageHit,
     PairBatch,
@@ -43,6 +45,7 @@ from .base import (
     canonical_ids,
     check_batch,
     check_candidates,
+    check_caption_vectors,
     check_limit,
     check_provenance,
     check_queries,
@@ -221,6 +224,9 @@ class ServerStore:
                 f"the store at {self.location} was not opened: call open() or init() before writing"
             )
         ids, images, texts = check_batch(batch, self._stored, self.location)
+        cached = None
+        if batch.caption_vectors is not None:
+            cached = check_caption_vectors(self.caption_cache(), batch.caption_vectors, len(ids), self.location)
         # Texts first: an image point is what makes a pair reachable (coarse search),
         # so a crash in between leaves at most an orphan caption nobody finds.
         for start in range(0, len(ids), WRITE_CHUNK):
@@ -228,7 +234,8 @@ class ServerStore:
             with self._calls("writing captions"):
                 self.client.upsert(self.names[TEXTS], wait=True, points=models.Batch(
                     ids=ids[start:stop],
-                    vectors={FINE_VECTOR: texts[start:stop].tolist()},
+                    vectors={FINE_VECTOR: texts[start:stop].tolist(),
+                             **({} if cached is None else {CAPTION_VECTOR: cached[start:stop].tolist()})},
                     payloads=[{"caption": caption, "corpus": batch.corpus, "key": key}
                               for caption, key in zip(batch.captions[start:stop],
                                                       batch.keys[start:stop], strict=True)],
@@ -242,6 +249,67 @@ class ServerStore:
                     payloads=[{"corpus": batch.corpus, "key": key}
                               for key in batch.keys[start:stop]],
                 ))
+
+    # -- caption cache -----------------------------------------------------
+
+    def _texts_record(self) -> dict:
+        with self._calls("reading collection info"):
+            info = self.client.get_collection(self.names[TEXTS])
+        return dict((info.config.metadata or {}).get(METADATA_KEY) or {})
+
+    def caption_cache(self) -> CaptionCache | None:
+        entry = self._texts_record().get("caption_cache")
+        return CaptionCache(model=entry["model"], dim=int(entry["dim"])) if entry else None
+
+    def set_caption_cache(self, cache: CaptionCache) -> None:
+        from qdrant_client import models
+
+        record = self._texts_record()
+        current = record.get("caption_cache")
+        if current == {"model": cache.model, "dim": cache.dim}:
+            return
+        with self._calls("creating the caption cache"):
+            if current:
+                self.client.delete_vector_name(self.names[TEXTS], CAPTION_VECTOR)
+            self.client.create_vector_name(self.names[TEXTS], CAPTION_VECTOR, models.DenseVectorNameConfig(
+                dense=models.DenseVectorConfig(size=cache.dim, distance=models.Distance.COSINE)))
+            record["caption_cache"] = {"model": cache.model, "dim": cache.dim}
+            self.client.update_collection(self.names[TEXTS], metadata={METADATA_KEY: record})
+
+    def caption_vectors(self, ids: Sequence[str]) -> np.ndarray:
+        cache = self.caption_cache()
+        wanted = canonical_ids(ids)
+        out = np.full((len(wanted), cache.dim if cache else 0), np.nan, dtype=np.float32)
+        if cache is None or not wanted:
+            return out
+        with self._calls("reading cached caption embeddings"):
+            records = self.client.retrieve(self.names[TEXTS], ids=list(dict.fromkeys(wanted)),
+                                           with_payload=False, with_vectors=[CAPTION_VECTOR])
+        found = {str(r.id): (r.vector or {}).get(CAPTION_VECTOR) for r in records}
+        for row, pid in enumerate(wanted):
+            if found.get(pid) is not None:
+                out[row] = found[pid]
+        return out
+
+    def set_caption_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        from qdrant_client import models
+
+        wanted = canonical_ids(ids)
+        matrix = check_caption_vectors(self.caption_cache(), vectors, len(wanted), self.location)
+        with self._calls("writing cached caption embeddings"):
+            self.client.update_vectors(self.names[TEXTS], wait=True, points=[
+                models.PointVectors(id=pid, vector={CAPTION_VECTOR: v})
+                for pid, v in zip(wanted, matrix.tolist(), strict=True)])
+
+    def uncached_captions(self, *, limit: int, offset: str | None = None) -> tuple[list[tuple[str, str]], str | None]:
+        from qdrant_client import models
+
+        with self._calls("listing captions without a cached embedding"):
+            records, next_offset = self.client.scroll(
+                self.names[TEXTS], limit=limit, offset=offset, with_payload=["caption"], with_vectors=False,
+                scroll_filter=models.Filter(must_not=[models.HasVectorCondition(has_vector=CAPTION_VECTOR)]))
+        page = [(str(r.id), str((r.payload or {}).get("caption", ""))) for r in records]
+        return page, None if next_offset is None else str(next_offset)
 
     def delete_corpus(self, corpus: str) -> None:
         from qdrant_client import models
