@@ -342,3 +342,13 @@ def check_caption_vectors(cache: CaptionCache | None, vectors: np.ndarray, n: in
             f"{cache.model} ({cache.dim}-d)"
         )
     return matrix
+
+
+def cached_rows(wanted: list[str], records: Sequence[object], dim: int) -> np.ndarray:
+    """(len(wanted), dim) float32: each retrieved record's caption-cache vector in `wanted` order, NaN where absent."""
+    found = {str(r.id): (r.vector or {}).get(CAPTION_VECTOR) for r in records}
+    out = np.full((len(wanted), dim), np.nan, dtype=np.float32)
+    for row, pid in enumerate(wanted):
+        if found.get(pid) is not None:
+            out[row] = found[pid]
+    return out

@@ -40,6 +40,7 @@ from .base import (
     ImageHit,
     PairBatch,
     Provenance,
+    cached_rows,
     canonical_ids,
     check_batch,
     check_candidates,
@@ -209,18 +210,13 @@ class EdgeStore:
     def caption_vectors(self, ids: Sequence[str]) -> np.ndarray:
         cache = self.caption_cache()
         wanted = canonical_ids(ids)
-        out = np.full((len(wanted), cache.dim if cache else 0), np.nan, dtype=np.float32)
         if cache is None or not wanted:
-            return out
+            return cached_rows(wanted, [], cache.dim if cache else 0)
         shards = self._attach()
         with self._engine("reading cached caption embeddings"):
             records = shards[TEXTS].retrieve(list(dict.fromkeys(wanted)), with_payload=False,
                                             with_vector=[CAPTION_VECTOR])
-        found = {str(r.id): (r.vector or {}).get(CAPTION_VECTOR) for r in records}
-        for row, pid in enumerate(wanted):
-            if found.get(pid) is not None:
-                out[row] = found[pid]
-        return out
+        return cached_rows(wanted, records, cache.dim)
 
     def set_caption_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
         wanted = canonical_ids(ids)
