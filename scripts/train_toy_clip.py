@@ -1,7 +1,11 @@
 """Train a toy CLIP on the proof domain's image-caption pairs, on the CPU, with a fixed seed.
 
-    python scripts/train_toy_clip.py --arch xmore-toy-s --steps 1200
-    python scripts/train_toy_clip.py --arch xmore-toy-m --steps 1500 --sketch-fraction 0.3
+    python scripts/train_toy_clip.py --arch xmore-toy-s --steps 1000 --sketch-fraction 0.1
+    python scripts/train_toy_clip.py --arch xmore-toy-m --steps 800 --sketch-fraction 0.3 --data-seed 200
+
+--resume continues training the committed checkpoint of --arch (a second stage with a
+fresh warmup and cosine schedule, on a fresh pool when --data-seed differs); the
+metadata keeps the first stage's under "resumed_from", so the recipe is the chain.
 
 Writes xmore_db/models/checkpoints/<arch>.safetensors (fp16) and <arch>.json
 (architecture config, seeds, steps, loss, wall time, a quick zero-shot check),
@@ -82,6 +86,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 is fastest on a shared, contended CPU)")
     parser.add_argument("--out", type=Path, default=CHECKPOINTS)
+    parser.add_argument("--resume", action="store_true",
+                        help="start from the committed <out>/<arch>.safetensors (a second stage of training: "
+                             "fresh warmup and cosine schedule over --steps, its metadata kept under 'resumed_from')")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -91,6 +98,13 @@ def main() -> None:
     import open_clip
 
     model, _, preprocess = open_clip.create_model_and_transforms(args.arch)
+    previous = None
+    if args.resume:
+        from safetensors.torch import load_file
+
+        model.load_state_dict({k: v.float() for k, v in load_file(str(args.out / f"{args.arch}.safetensors")).items()})
+        previous = json.loads((args.out / f"{args.arch}.json").read_text())
+        previous.pop("config", None)
     tokenizer = open_clip.get_tokenizer(args.arch)
     images, tokens = build_pool(args.pool, args.data_seed, args.sketch_fraction, preprocess, tokenizer)
     print(f"pool of {args.pool} images built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
@@ -142,11 +156,15 @@ def main() -> None:
         "seed": args.seed, "data_seed": args.data_seed, "steps": args.steps, "batch_size": args.batch_size,
         "lr": args.lr, "pool": args.pool, "captions_per_image": CAPTIONS_PER_IMAGE,
         "sketch_fraction": args.sketch_fraction, "final_train_loss": round(float(np.mean(losses[-100:])), 4),
-        "logit_scale": round(float(model.logit_scale.exp()), 3), "zero_shot_check": accuracy,
+        "logit_scale": round(float(model.logit_scale.exp().item()), 3), "zero_shot_check": accuracy,
         "wall_seconds": round(wall, 1), "threads": args.threads, "dtype_saved": "float16",
         "torch": torch.__version__, "open_clip": open_clip.__version__, "python": platform.python_version(),
         "command": " ".join(["python", "scripts/train_toy_clip.py", *sys.argv[1:]]),
     }
+    if previous is not None:
+        meta["resumed_from"] = previous
+        meta["total_steps"] = args.steps + previous.get("total_steps", previous["steps"])
+        meta["total_wall_seconds"] = round(wall + previous.get("total_wall_seconds", previous["wall_seconds"]), 1)
     (args.out / f"{args.arch}.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(json.dumps({k: meta[k] for k in ("arch", "final_train_loss", "zero_shot_check", "wall_seconds")}))
 
