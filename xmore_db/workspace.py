@@ -23,6 +23,7 @@ class Workspace:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._store: VectorStore | None = None
+        self._store_checked = False
 
     def spec(self, role: str) -> ModelSpec:
         return {"coarse": self.settings.coarse, "fine": self.settings.fine,
@@ -67,9 +68,11 @@ class Workspace:
         return self._store
 
     def store(self) -> VectorStore:
-        """The store, checked against the configured models before any use."""
+        """The store, checked against the configured models before its first use."""
         store = self.raw_store()
-        store.open(self.provenance())
+        if not self._store_checked:
+            store.open(self.provenance())
+            self._store_checked = True
         return store
 
     @cached_property
@@ -85,7 +88,7 @@ class Workspace:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
-            self._store = None
+            self._store, self._store_checked = None, False
         if "history" in self.__dict__:
             self.history.close()
 
