@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--classifier", default="RN50")
     parser.add_argument("-K", type=int, default=128)
     parser.add_argument("-k", type=int, default=16)
-    parser.add_argument("--hnsw-ef", type=int, default=512)
+    parser.add_argument("--hnsw-ef", type=int, default=2048, help="as XMORE_HNSW_EF")
     parser.add_argument("--labels", type=int, default=100, help="number of classes")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json", type=Path, default=None)

@@ -65,7 +65,7 @@ class Settings:
     model_cache_dir: Path | None = None
     coarse_k: int = 128
     fine_k: int = 16
-    hnsw_ef: int = 512
+    hnsw_ef: int = 2048
     template: str = DEFAULT_TEMPLATE
     normalize: str = "minmax"
     batch_size: int = 32

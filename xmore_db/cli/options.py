@@ -72,7 +72,7 @@ HnswEf = Annotated[
     int | None,
     typer.Option("--hnsw-ef", envvar=_ENV["hnsw_ef"], min=1,
                  help="Beam width of the coarse stage's HNSW search: wider finds more of the exact top-K "
-                      "at some cost in latency (see README, Performance).", show_default="512"),
+                      "at some cost in latency (see README, Performance).", show_default="2048"),
 ]
 CaptionCacheOption = Annotated[
     bool | None,
