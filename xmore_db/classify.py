@@ -82,9 +82,8 @@ def embed_captions(workspace: Workspace, hits: list[CaptionHit]) -> np.ndarray:
     classifier = workspace.encoder("classifier")
     out = np.zeros((len(hits), classifier.dim), dtype=np.float32)
     missing = np.arange(len(hits))
-    store = workspace.store()
-    if hits and workspace.settings.caption_cache and store.caption_cache() == workspace.caption_cache():
-        cached = store.caption_vectors([hit.pair_id for hit in hits])
+    if hits and workspace.reads_caption_cache:
+        cached = workspace.store().caption_vectors([hit.pair_id for hit in hits])
         found = ~np.isnan(cached).any(axis=1)
         out[found] = cached[found]
         missing = np.flatnonzero(~found)
@@ -130,14 +129,6 @@ def record_scored(workspace: Workspace, scored: list[Scored], *, labels: list[st
     return [_record(workspace, stream=stream, query=s.query, labels=labels, normalize=normalize,
                     p_image=s.p_image, p_text=s.p_text, c_image=s.c_image, c_text=s.c_text, captions=s.captions)
             for s in scored]
-
-
-def classify_images(workspace: Workspace, images: list[Image.Image], queries: list[str], *,
-                    labels: list[str], stream: str) -> list[Classification]:
-    """Classify one batch of decoded images, in order, into `stream`."""
-    workspace.history.check()
-    return record_scored(workspace, score_images(workspace, images, queries, labels=labels),
-                         labels=labels, stream=stream)
 
 
 def classify_paths(workspace: Workspace, paths: list[Path], *, labels: list[str], stream: str,

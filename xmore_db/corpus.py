@@ -171,3 +171,17 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
         for value, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
             number += 1
             yield number, None if value is None else str(value), None if text is None else str(text)
+
+
+def write_captions(folder: Path, rows: list[dict[str, str]], fmt: str = "csv") -> Path:
+    """Write `rows` ({"image": relative path, "caption": text}) as the folder's captions file; returns it."""
+    if fmt == "jsonl":
+        path = folder / "captions.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        return path
+    path = folder / "captions.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["image", "caption"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -187,20 +187,6 @@ def _caption_cache(workspace: Workspace, store: VectorStore) -> tuple[str, bool]
     return f"filled with {wanted.model}", True
 
 
-def ingest_folder(
-    workspace: Workspace,
-    folder: str | Path,
-    *,
-    corpus: str,
-    captions: str | Path | None = None,
-    on_start: Callable[[int | None], None] = lambda total: None,
-    on_progress: Callable[[int], None] = lambda n: None,
-) -> IngestReport:
-    """A folder of images with a captions file (the API of the first release)."""
-    return ingest(workspace, folder, corpus=corpus, kind="folder", captions=captions,
-                  on_start=on_start, on_progress=on_progress)
-
-
 def _estimate(source: Source, pending: list[str]) -> int | None:
     """Rows still to read, for the progress bar's ETA; extrapolated from the first shard for tar shards."""
     if not pending:
@@ -471,4 +457,4 @@ class _TestHooks:
                 time.sleep(60)
 
 
-__all__ = ["IngestOptions", "IngestReport", "UnitOutcome", "ingest", "ingest_folder"]
+__all__ = ["IngestOptions", "IngestReport", "UnitOutcome", "ingest"]

@@ -6,13 +6,13 @@ It exercises the whole pipeline offline; it says nothing about accuracy on real 
 
 from __future__ import annotations
 
-import csv
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from .corpus import write_captions
 
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 220), "yellow": (230, 210, 40)}
@@ -69,16 +69,7 @@ def write_corpus(folder: str | Path, n: int, *, seed: int = 0, fmt: str = "csv",
         caption = rng.choice(CAPTION_TEMPLATES).format(
             shape=described.shape, colour=described.colour, background=described.background)
         rows.append({"image": key, "caption": caption})
-    if fmt == "jsonl":
-        path = folder / "captions.jsonl"
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    else:
-        path = folder / "captions.csv"
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["image", "caption"])
-            writer.writeheader()
-            writer.writerows(rows)
-    return path
+    return write_captions(folder, rows, fmt)
 
 
 def write_queries(folder: str | Path, n: int, *, seed: int = 1, task: str = "shape") -> tuple[list[Path], list[str]]:

@@ -51,6 +51,11 @@ class Workspace:
             fine_model=str(fine), fine_dim=embed_dim(fine),
         )
 
+    @cached_property
+    def reads_caption_cache(self) -> bool:
+        """Whether classification may read the store's caption cache: on, and made for this classifier."""
+        return self.settings.caption_cache and self.store().caption_cache() == self.caption_cache()
+
     def caption_cache(self) -> CaptionCache:
         """The caption cache the configured classifier would fill, known without loading weights."""
         from .models import embed_dim

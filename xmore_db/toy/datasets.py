@@ -7,12 +7,12 @@ sub-folder per class) and the CoOp split file (`split_zhou_<name>.json` with
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..corpus import write_captions
 from .captions import caption_for
 from .render import ATTRIBUTES, Item, draw, random_item
 
@@ -54,12 +54,7 @@ def write_corpus(folder: str | Path, n: int, *, seed: int = 0, sketch_fraction: 
         key = f"images/{i:06d}.png"
         draw(item, size=size, rng=rng).save(folder / key)
         rows.append({"image": key, "caption": caption_for(item, rng, wrong_rate=wrong_rate, junk_rate=junk_rate)})
-    path = folder / "captions.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["image", "caption"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_captions(folder, rows)
 
 
 def write_test_set(folder: str | Path, task: Task | str, n: int, *, seed: int, layout: str = "imagefolder",
