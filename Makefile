@@ -4,10 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := demo-data
 # The demo runs on the proof domain: toy CLIPs trained here (committed checkpoints, loaded
-# offline as ARCH:toy), a generated corpus and four generated test sets.
-DEMO_ENV := XMORE_HOME=$(DEMO)/home XMORE_COARSE_MODEL=xmore-toy-s:toy XMORE_FINE_MODEL=xmore-toy-m:toy \
-	XMORE_CLASSIFIER_MODEL=xmore-toy-s:toy
-DEMO_TESTS := $(foreach t,shape colour texture shape-sketch,--dataset $(DEMO)/tests/$(t))
+# offline as ARCH:toy), a generated corpus and four generated test sets. One store, built with
+# the strong retrieval model as coarse and fine; two classifiers, weak and medium, evaluated over it.
+DEMO_STORE := XMORE_HOME=$(DEMO)/home XMORE_COARSE_MODEL=xmore-toy-strong:toy XMORE_FINE_MODEL=xmore-toy-strong:toy
+DEMO_ENV := $(DEMO_STORE) XMORE_CLASSIFIER_MODEL=xmore-toy-weak:toy
+DEMO_MEDIUM := $(DEMO_STORE) XMORE_CLASSIFIER_MODEL=xmore-toy-medium:toy
+DEMO_EVAL := $(foreach t,shape colour texture shape-sketch,--dataset $(DEMO)/tests/$(t)) --seeds 0,1,2 \
+	--corpus-attributes toy-web=$(DEMO)/corpus/attributes.csv --diagnose
 
 .PHONY: install test lint demo clean
 
@@ -34,7 +37,10 @@ demo: install
 	$(DEMO_ENV) $(BIN)/xmore classify $(DEMO)/queries/*/*.png --labels $(DEMO)/labels.txt --stream demo
 	$(DEMO_ENV) $(BIN)/xmore streams show demo
 	$(DEMO_ENV) $(BIN)/xmore status
-	$(DEMO_ENV) $(BIN)/xmore eval $(DEMO_TESTS) --seeds 0,1,2 --out $(DEMO)/eval
+	@echo "== Setup 1: weak classifier (xmore-toy-weak), strong retrieval (xmore-toy-strong) =="
+	$(DEMO_ENV) $(BIN)/xmore eval $(DEMO_EVAL) --out $(DEMO)/eval-weak
+	@echo "== Setup 2: medium classifier (xmore-toy-medium), the same store =="
+	$(DEMO_MEDIUM) $(BIN)/xmore eval $(DEMO_EVAL) --out $(DEMO)/eval-medium
 
 clean:
 	rm -rf $(DEMO) xmore-data .pytest_cache

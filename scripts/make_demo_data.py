@@ -1,8 +1,9 @@
 """Write the demo's data (see `make demo`): the proof domain's corpus, test sets and a few query images.
 
-    python scripts/make_demo_data.py demo-data [--corpus 3000] [--test 300]
+    python scripts/make_demo_data.py demo-data [--corpus 3000] [--test 300] [--test-seed 1000]
 
-demo-data/corpus/          images + captions.csv: the external corpus to ingest (a quarter are sketches)
+demo-data/corpus/          images + captions.csv: the external corpus to ingest (a quarter are sketches),
+                           and attributes.csv: each pair's drawn attributes (for `xmore eval --corpus-attributes`)
 demo-data/tests/<task>/    ImageFolder test sets with labels.txt: shape, colour, texture, shape-sketch
 demo-data/queries/         a few images for `xmore classify`, with demo-data/labels.txt (shapes)
 """
@@ -20,13 +21,15 @@ parser.add_argument("root", nargs="?", type=Path, default=Path("demo-data"))
 parser.add_argument("--corpus", type=int, default=3000, help="corpus pairs")
 parser.add_argument("--test", type=int, default=300, help="images per test set")
 parser.add_argument("--queries", type=int, default=6, help="query images for the classify step")
+parser.add_argument("--test-seed", type=int, default=1000,
+                    help="seed of the first test set (the others follow: +1, +2, +3); change it for fresh test sets")
 args = parser.parse_args()
 
 started = time.perf_counter()
 root = args.root
 write_corpus(root / "corpus", args.corpus, seed=0, sketch_fraction=0.25)
 for i, name in enumerate(TASKS):
-    write_test_set(root / "tests" / name, name, args.test, seed=1000 + i)
+    write_test_set(root / "tests" / name, name, args.test, seed=args.test_seed + i)
 write_test_set(root / "queries", "shape", args.queries, seed=999)
 (root / "labels.txt").write_text("\n".join(SHAPES) + "\n", encoding="utf-8")
 print(f"wrote {args.corpus} captioned images to {root / 'corpus'}, test sets {', '.join(TASKS)} "

@@ -1,7 +1,8 @@
 """Train a toy CLIP on the proof domain's image-caption pairs, on the CPU, with a fixed seed.
 
-    python scripts/train_toy_clip.py --arch xmore-toy-s --steps 1000 --sketch-fraction 0.1
-    python scripts/train_toy_clip.py --arch xmore-toy-m --steps 800 --sketch-fraction 0.3 --data-seed 200
+    python scripts/train_toy_clip.py --arch xmore-toy-strong --steps 4000 --pool 32000 --sketch-fraction 0.25 \
+        --data-seed 300 --check-every 500
+    (the README lists the commands of every committed checkpoint)
 
 --resume continues training the committed checkpoint of --arch (a second stage with a
 fresh warmup and cosine schedule, on a fresh pool when --data-seed differs); the
@@ -75,7 +76,8 @@ def zero_shot_check(model, preprocess, tokenizer, n: int = 200, seed: int = 1234
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--arch", required=True, help="xmore-toy-s or xmore-toy-m (configs in xmore_db/models/configs)")
+    parser.add_argument("--arch", required=True,
+                        help="one of our architectures (configs in xmore_db/models/configs), e.g. xmore-toy-strong")
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -85,6 +87,9 @@ def main() -> None:
     parser.add_argument("--sketch-fraction", type=float, default=0.1, help="share of sketch renderings in the pool")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 is fastest on a shared, contended CPU)")
+    parser.add_argument("--check-every", type=int, default=0,
+                        help="run the held-out zero-shot check every N steps and log it (0: only at the end); "
+                             "the check's images come from their own seed, never from the training pool")
     parser.add_argument("--out", type=Path, default=CHECKPOINTS)
     parser.add_argument("--resume", action="store_true",
                         help="start from the committed <out>/<arch>.safetensors (a second stage of training: "
@@ -122,6 +127,7 @@ def main() -> None:
 
     generator = torch.Generator().manual_seed(args.seed)
     losses = []
+    checks = []
     model.train()
     for step in range(args.steps):
         for group in optimizer.param_groups:
@@ -142,6 +148,11 @@ def main() -> None:
         if step % 100 == 0 or step == args.steps - 1:
             print(f"step {step:5d}  loss {np.mean(losses[-100:]):.3f}  "
                   f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+        if args.check_every and (step + 1) % args.check_every == 0 and step + 1 < args.steps:
+            # The check draws its own random numbers from its own seed: the training stream is untouched.
+            accuracy = zero_shot_check(model, preprocess, tokenizer)
+            checks.append({"step": step + 1, "loss": round(float(np.mean(losses[-100:])), 4), **accuracy})
+            print(f"check at step {step + 1}: {accuracy}", file=sys.stderr)
 
     from safetensors.torch import save_file
 
@@ -155,7 +166,8 @@ def main() -> None:
         "arch": args.arch, "config": json.loads((CONFIG_DIR / f"{args.arch}.json").read_text()),
         "seed": args.seed, "data_seed": args.data_seed, "steps": args.steps, "batch_size": args.batch_size,
         "lr": args.lr, "pool": args.pool, "captions_per_image": CAPTIONS_PER_IMAGE,
-        "sketch_fraction": args.sketch_fraction, "final_train_loss": round(float(np.mean(losses[-100:])), 4),
+        "sketch_fraction": args.sketch_fraction, "checks": checks,
+        "final_train_loss": round(float(np.mean(losses[-100:])), 4),
         "logit_scale": round(float(model.logit_scale.exp().item()), 3), "zero_shot_check": accuracy,
         "wall_seconds": round(wall, 1), "threads": args.threads, "dtype_saved": "float16",
         "torch": torch.__version__, "open_clip": open_clip.__version__, "python": platform.python_version(),

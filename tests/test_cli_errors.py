@@ -153,3 +153,91 @@ def test_embedded_store_open_elsewhere(backend_env, query_images, labels_file):
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
+
+
+# -- init checks every model's weights before creating anything (issue 9, bug 3) --
+
+def _nothing_created(env) -> None:
+    home = Path(env["XMORE_HOME"])
+    assert not home.exists(), sorted(p.name for p in home.iterdir())
+    if env.get("XMORE_QDRANT_URL", "").startswith("file:"):
+        assert not Path(env["XMORE_QDRANT_URL"][len("file:"):]).exists()
+
+
+def _garbage(path: Path) -> Path:
+    path.write_bytes(b"junk\n" * 20)
+    return path
+
+
+def _not_a_state_dict(path: Path) -> Path:
+    import torch
+
+    torch.save([1, 2, 3], path)
+    return path
+
+
+@pytest.mark.parametrize(("variable", "make", "says"), [
+    ("XMORE_FINE_MODEL", lambda d: d / "nope" / "open_clip_model.safetensors", "does not exist"),
+    ("XMORE_COARSE_MODEL", lambda d: d / "missing.pt", "does not exist"),
+    ("XMORE_CLASSIFIER_MODEL", lambda d: _garbage(d / "garbage.pt"), "not a PyTorch checkpoint"),
+    ("XMORE_FINE_MODEL", lambda d: _garbage(d / "garbage.safetensors"), "not a valid safetensors file"),
+    ("XMORE_FINE_MODEL", lambda d: _not_a_state_dict(d / "list.pt"), "does not hold a state_dict"),
+    ("XMORE_COARSE_MODEL", lambda d: d, "is not a file"),
+])
+def test_init_refuses_weights_that_do_not_load_and_creates_nothing(backend_env, monkeypatch, tmp_path,
+                                                                    variable, make, says):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    path = make(folder)
+    arch = {"XMORE_FINE_MODEL": "xmore-tiny-wide"}.get(variable, "xmore-tiny")
+    monkeypatch.setenv(variable, f"{arch}:{path}")
+    line = fails("init")
+    assert line.startswith("Error: ") and says in line
+    assert variable in line and str(path) in line
+    _nothing_created(backend_env)
+
+
+def test_init_refuses_an_uncached_tag_and_creates_nothing(backend_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("XMORE_MODEL_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("XMORE_CLASSIFIER_MODEL", "RN50:openai")
+    line = fails("init")
+    assert "not in the local cache" in line and "XMORE_CLASSIFIER_MODEL" in line
+    _nothing_created(backend_env)
+
+
+def test_check_weights_reads_only_what_it_must(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from xmore_db.models.weights import check_state_dict, check_weights
+
+    state = {"a.weight": torch.zeros(3, 2), "a.bias": torch.ones(3)}
+    torch.save(state, tmp_path / "zip.pt")
+    torch.save({"state_dict": state}, tmp_path / "wrapped.pt")
+    save_file(state, str(tmp_path / "w.safetensors"))
+    for name in ("zip.pt", "wrapped.pt", "w.safetensors"):
+        assert check_state_dict(tmp_path / name) == 2
+    weights = check_weights(f"xmore-tiny:{tmp_path / 'w.safetensors'}", role="coarse")
+    assert weights.source == "file" and weights.path == tmp_path / "w.safetensors"
+    assert check_weights("xmore-tiny").source == "random"
+
+
+# -- status exits 1 when the database cannot be reached (issue 9, bug 7) --------
+
+def test_status_exits_1_when_the_database_is_unreachable(backend_env, monkeypatch):
+    monkeypatch.setenv("XMORE_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    result = runner.invoke(app, ["status"], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith("Error: cannot connect to database postgresql+psycopg://")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "vector store:" in result.stdout and "revision:    unknown" in result.stdout  # what it learned first
+    result = runner.invoke(app, ["status", "--json"], catch_exceptions=False)
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    out = json.loads(result.stdout)
+    assert out["database_revision"] is None and out["database_error"].startswith("cannot connect to database")
+
+
+def test_status_of_a_home_never_initialised_is_not_an_error(backend_env):
+    status = ok_json("status")
+    assert status["database_revision"] is None and status["collections"] is None
+    assert "database_error" not in status

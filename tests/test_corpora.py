@@ -57,3 +57,32 @@ def test_a_corpus_keeps_its_source_kind(backend_env, tmp_path, corpus_dir):
     ok_json("ingest", folder, "--corpus", "x")
     result = run("ingest", corpus_dir, "--corpus", "x")
     assert result.exit_code == 1 and "(embeddings source), not from a folder source" in result.stderr
+
+
+def _tiny_wide_checkpoint(path):
+    """The seeded xmore-tiny-wide weights saved as a local checkpoint file."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    from xmore_db.models import ensure_registered
+
+    ensure_registered()
+    model = open_clip.create_model("xmore-tiny-wide")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def test_an_ingest_that_cannot_load_its_encoders_registers_nothing(backend_env, tmp_path, monkeypatch):
+    weights = _tiny_wide_checkpoint(tmp_path / "fine.safetensors")
+    monkeypatch.setenv("XMORE_FINE_MODEL", f"xmore-tiny-wide:{weights}")
+    ok_json("init")
+    weights.unlink()  # the fine model's weights go missing after init
+    folder = write_embeddings_folder(tmp_path / "e", [5, 4], coarse_dim=32)  # captions to encode: fine model
+    result = run("ingest", folder, "--corpus", "c")
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and str(weights) in line and "XMORE_FINE_MODEL" in line
+    # No phantom corpus, no point, no caption cache declared: nothing was written.
+    assert ok_json("corpora", "list") == []
+    status = ok_json("status")
+    assert status["collections"] == {"images": 0, "texts": 0} and status["caption_cache"] is None

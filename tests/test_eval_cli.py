@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 
 import pytest
@@ -51,10 +52,17 @@ def test_eval_both_layouts_writes_every_output_and_reuses_the_cache(env, data, m
     ok("ingest", data["corpus"], "--corpus", "toy")
     out = env / "run1"
     result = ok("eval", "--dataset", f"shape={data['shape']}", "--dataset", data["colour"], *SWEEP,
-                "--seeds", "0,1", "--out", out)
+                "--seeds", "0,1", "--out", out, "--corpus-attributes", f"toy={data['corpus'] / 'attributes.csv'}",
+                "--diagnose")
     lines = result.stdout.splitlines()
     assert lines[1].startswith("| Method | shape | colour | Avg |")
-    assert sum(line.startswith("| X-MoRe") for line in lines) == 4 and "Caption ensemble" in result.stdout
+    main = lines[:lines.index("")]
+    assert sum(line.startswith("| X-MoRe") for line in main) == 4 and "Caption ensemble" in result.stdout
+    # The printed differences: one table per baseline, every cell a difference with its interval.
+    assert "Difference against CLIP zero-shot (image only)" in result.stdout
+    assert "Difference against Caption ensemble (text only)" in result.stdout
+    assert re.search(r"\| X-MoRe \(minmax\) \| [+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]", result.stdout)
+    assert "Diagnosis at k = 2" in result.stdout and "| shape | shape |" in result.stdout
     for name in ("results.md", "results.csv", "results.json", "accuracy_vs_k.png", "confidence_by_case.png",
                  "entropy_by_k.png"):
         assert (out / name).stat().st_size > 0, name
@@ -73,6 +81,17 @@ def test_eval_both_layouts_writes_every_output_and_reuses_the_cache(env, data, m
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2 * len(METHODS) * 3 * 3  # datasets × methods × ks × (2 seeds + mean)
     assert "Table 8" in (out / "results.md").read_text()
+    # Intervals in results.json: each method against both baselines, per dataset and on Avg.
+    delta = results["comparisons"]["zeroshot"]["xmore"]["Avg"]
+    assert delta["low"] <= delta["difference"] <= delta["high"] and delta["resamples"] == 2000
+    assert set(results["comparisons"]) == {"zeroshot", "captions"}
+    assert set(results["comparisons"]["captions"]) == set(METHODS) - {"captions"}
+    assert "test images" in results["settings"]["intervals"]
+    markdown = (out / "results.md").read_text()
+    assert "Difference against CLIP zero-shot" in markdown and "## Diagnosis at k = 2" in markdown
+    # The diagnosis: shape queries against the corpus' shape column, colour against colour.
+    assert shape["diagnosis"]["attribute"] == "shape" and colour["diagnosis"]["attribute"] == "colour"
+    assert 0 <= shape["diagnosis"]["coarse_same_class"] <= 1 and shape["diagnosis"]["captions"] == 20
 
     # Eval replays streams offline: the history stays empty.
     assert "No streams" in ok("streams", "list").output or ok("streams", "list", "--json").stdout.strip() == "[]"

@@ -17,7 +17,8 @@ from xmore_db.errors import (
     HistoryError,
     UnknownStreamError,
 )
-from xmore_db.history import ConfidenceHistory, Decision, Event, StreamStats, create_history_engine
+from xmore_db.history import ConfidenceHistory, Database, Decision, Event, StreamStats, create_history_engine
+from xmore_db.history.units import UnitLedger
 
 
 @pytest.fixture
@@ -195,6 +196,24 @@ def test_bad_arguments_are_refused_before_writing(history):
     with pytest.raises(ConfigError, match="unknown normalisation 'softmax'"):
         history.record("s", c_image=0.5, c_text=None, normalize="softmax", query=None, decide=_fixed)
     assert history.streams() == []
+
+
+def test_the_history_and_the_unit_ledger_share_one_database(history_url):
+    database = Database(history_url)
+    with pytest.raises(DatabaseNotMigratedError):
+        UnitLedger(database).corpora()  # errors are translated the same way for both
+    database.migrate()
+    history, ledger = ConfidenceHistory(database), UnitLedger(database)
+    assert history.database is ledger.database
+    _record(history, "s", 0.5)
+    ledger.register("c", "folder", "/data", ["0000", "0001"])
+    assert ledger.done_units("c") == set() and ledger.done_units("unknown") == set()
+    ledger.claim("c", "w").done(rows=1, ingested=1, skip_reasons={}, seconds=0.1)
+    assert ledger.done_units("c") == {"0000"}
+    assert history.stream("s").n_events == 1
+    history.close()  # closes the shared database; it reconnects lazily
+    assert [c.corpus for c in ledger.corpora()] == ["c"]
+    database.close()
 
 
 def test_unmigrated_database_says_run_xmore_init(history_url):

@@ -16,13 +16,14 @@ from typer.testing import CliRunner
 from tests.conftest import TINY_MODELS
 from xmore_db.cli.app import app
 from xmore_db.config import Settings
-from xmore_db.history import ConfidenceHistory
+from xmore_db.history import Database
 from xmore_db.history.units import UnitLedger
 from xmore_db.sources.synthetic import write_embeddings_folder
 from xmore_db.store import open_store, pair_id
 
 runner = CliRunner()
 COARSE, FINE = 32, 48
+HOOKED_INGEST = Path(__file__).with_name("ingest_with_hooks.py")  # ingest with the writer's test hook
 
 
 def ok_json(*args: str):
@@ -46,14 +47,14 @@ def make_env(tmp_path: Path, name: str, monkeypatch=None, database_url: str | No
     return env
 
 
-def xmore_process(env: dict[str, str], *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "xmore_db", *map(str, args)], env=env,
+def hooked_ingest(env: dict[str, str], *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(HOOKED_INGEST), *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def ledger(env) -> UnitLedger:
     settings = Settings.from_env(env)
-    return UnitLedger(ConfidenceHistory(settings.effective_database_url))
+    return UnitLedger(Database(settings.effective_database_url))
 
 
 def statuses(env, corpus="c") -> dict[str, str]:
@@ -81,8 +82,8 @@ def test_kill_9_mid_unit_then_rerun_finishes_without_duplicates_or_orphans(
     ok_json("init")
     marker = tmp_path / "hung"
     # 3 writes of 4 rows per unit: after 5 writes unit 0000 is done and 0001 is half written.
-    child = xmore_process(env | {"XMORE_TEST_HANG_AFTER_WRITES": "5", "XMORE_TEST_HANG_MARKER": str(marker)},
-                          "ingest", folder, "--corpus", "c", "--text-emb", fine, "--write-batch", "4")
+    child = hooked_ingest(env, folder, "--corpus", "c", "--text-emb", fine, "--write-batch", "4",
+                          "--hang-after", "5", "--hang-marker", marker)
     try:
         deadline = time.monotonic() + 120
         while not (marker.exists() and statuses(env).get("0000") == "done"):
@@ -127,8 +128,8 @@ def test_two_concurrent_workers_on_postgres_never_process_a_unit_twice(postgres_
     for env in envs:
         init = subprocess.run([sys.executable, "-m", "xmore_db", "init"], env=env, capture_output=True, text=True)
         assert init.returncode == 0, init.stderr
-    children = [xmore_process(env | {"XMORE_TEST_WRITE_DELAY": "0.25"}, "ingest", folder, "--corpus", "c",
-                              "--text-emb", tmp_path / "fine", "--write-batch", "4", "--json") for env in envs]
+    children = [hooked_ingest(env, folder, "--corpus", "c", "--text-emb", tmp_path / "fine", "--write-batch", "4",
+                              "--write-delay", "0.25") for env in envs]
     reports = []
     for child in children:
         out, err = child.communicate(timeout=180)
@@ -147,9 +148,9 @@ def test_two_concurrent_workers_on_postgres_never_process_a_unit_twice(postgres_
 
 @pytest.mark.postgres
 def test_claims_skip_locked_units_and_a_dropped_claim_is_pending_again(postgres_url):
-    history = ConfidenceHistory(postgres_url)
-    history.migrate()
-    units = UnitLedger(history)
+    database = Database(postgres_url)
+    database.migrate()
+    units = UnitLedger(database)
     units.register("c", "embeddings", "/data", ["0000", "0001", "0002"])
     first, second = units.claim("c", "w1"), units.claim("c", "w2")
     assert (first.unit, second.unit) == ("0000", "0001")
@@ -166,7 +167,7 @@ def test_claims_skip_locked_units_and_a_dropped_claim_is_pending_again(postgres_
     assert records["0001"].skip_reasons == {"nan_embedding": 2} and records["0001"].skipped == 2
     units.prepare_run("c")
     assert units.units("c")[1].status == "pending"
-    history.close()
+    database.close()
 
 
 def test_second_writer_on_sqlite_is_refused_with_one_line(tmp_path, monkeypatch, embeddings):
@@ -179,3 +180,36 @@ def test_second_writer_on_sqlite_is_refused_with_one_line(tmp_path, monkeypatch,
     [line] = result.stderr.strip().splitlines()
     assert "another xmore ingest is writing" in line and "PostgreSQL" in line
     assert ok_json("ingest", folder, "--corpus", "c", "--text-emb", fine)["ingested"] == 48
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_rerun_with_nothing_pending_finishes_an_interrupted_index_build(tmp_path, monkeypatch, embeddings):
+    folder, fine = embeddings
+    env = make_env(tmp_path, "home", monkeypatch)
+    ok_json("init")
+    assert ok_json("ingest", folder, "--corpus", "c", "--text-emb", fine)["units_pending"] == 0
+    store = open_store(Settings.from_env(env))
+    store.open(_provenance(env))
+    try:
+        with pytest.raises(_Interrupted), store.bulk_load():
+            raise _Interrupted()  # as a kill before the final build: the build stays owed
+        assert store.index_state()["images"].needs_build
+    finally:
+        store.close()
+    report = ok_json("ingest", folder, "--corpus", "c", "--text-emb", fine)
+    assert report["processed"] == [] and report["already_present"] == 48
+    store = open_store(Settings.from_env(env))
+    store.open(_provenance(env))
+    try:
+        assert not any(state.needs_build for state in store.index_state().values())
+    finally:
+        store.close()
+
+
+def _provenance(env):
+    from xmore_db.workspace import Workspace
+
+    return Workspace(Settings.from_env(env)).provenance()

@@ -288,6 +288,62 @@ def test_optimize_keeps_results(filled, data):
     assert filled.counts() == {"images": N, "texts": N}
 
 
+class Killed(BaseException):
+    """Stands for a kill -9: nothing after it runs, no except clause of ours catches it."""
+
+
+def _kill(*args, **kwargs):
+    raise Killed
+
+
+def test_index_state(filled, make_store):
+    state = filled.index_state()
+    assert set(state) == {"images", "texts"}
+    assert (state["images"].points, state["texts"].points) == (N, N)
+    assert state["images"].graph and not state["texts"].graph  # texts: m=0, searched under an id filter
+    assert not state["images"].needs_build and not state["texts"].needs_build
+    if filled.backend == "qdrant-edge":
+        assert state["images"].indexed == 0  # 60 points are under the indexing threshold: searched exactly
+    else:
+        assert state["images"].indexed is None  # qdrant-client's local mode keeps no index
+    assert filled.optimize_if_needed() is False
+    assert make_store().index_state() == state  # a read: needs no configured models
+
+
+def test_build_interrupted_by_a_kill_is_remembered_and_finished(filled, make_store, data, monkeypatch):
+    before = filled.coarse_search(data["coarse_q"], limit=5)
+    monkeypatch.setattr(filled, "_build_indexes", _kill)
+    with pytest.raises(Killed):
+        filled.optimize()
+    store = make_store()  # a new process, as far as the store can tell
+    state = store.index_state()
+    assert state["images"].needs_build and not state["texts"].needs_build
+    with pytest.raises(StoreError, match="call open"):
+        store.optimize_if_needed()  # building writes: the models are checked first
+    store.open(PROV)
+    assert store.optimize_if_needed() is True
+    assert not any(s.needs_build for s in store.index_state().values())
+    assert store.optimize_if_needed() is False
+    assert_same_hits(store.coarse_search(data["coarse_q"], limit=5), before)
+
+
+def test_bulk_load_killed_before_its_build_is_remembered(make_store, data):
+    store = make_store()
+    store.init(PROV)
+    with pytest.raises(Killed):
+        with store.bulk_load():
+            store.upsert_pairs(batch(data, n=10))
+            raise Killed
+    store = make_store()
+    store.open(PROV)
+    assert store.index_state()["images"].needs_build
+    assert store.optimize_if_needed() is True
+    assert not store.index_state()["images"].needs_build
+    with store.bulk_load():  # a load that finishes leaves nothing owed
+        store.upsert_pairs(batch(data, corpus="corpus-b", n=5))
+    assert not store.index_state()["images"].needs_build and store.counts() == {"images": 15, "texts": 15}
+
+
 def test_context_manager_closes(make_store, data):
     with make_store() as store:
         store.init(PROV)
@@ -416,3 +472,45 @@ def test_caption_cache_filled_at_upsert_and_backfilled(make_store, data):
         store.set_caption_vectors(ids[:1], vectors[:1])  # 6-d into a 4-d cache
     reopened = make_store()
     assert reopened.caption_cache() == other
+
+
+@pytest.mark.filterwarnings("ignore:Payload indexes have no effect")
+def test_server_load_killed_with_indexing_off_is_remembered_and_restored(data, monkeypatch):
+    """A server's bulk load turns indexing off (indexing_threshold 0); a kill leaves it off for good
+    unless the store sees it. qdrant-client's local mode has no optimizer settings, so the settings
+    a server would keep are played by a dict here; everything else runs for real."""
+    from qdrant_client import QdrantClient
+
+    from xmore_db.store.server import DEFAULT_INDEXING_THRESHOLD_KB, ServerStore
+
+    client = QdrantClient(":memory:")
+    thresholds = {"images": 20_000, "texts": 20_000}
+    get_collection, update_collection = client.get_collection, client.update_collection
+
+    def get(name, **kwargs):
+        info = get_collection(name, **kwargs)
+        info.config.optimizer_config.indexing_threshold = thresholds[name]
+        return info
+
+    def update(name, optimizers_config=None, **kwargs):
+        if optimizers_config is not None:
+            thresholds[name] = optimizers_config.indexing_threshold
+        return update_collection(name, **kwargs) if kwargs else True
+
+    monkeypatch.setattr(client, "get_collection", get)
+    monkeypatch.setattr(client, "update_collection", update)
+    store = ServerStore(client, location="http://server.test:6333")  # not local: the server code path
+    store.init(PROV)
+    with pytest.raises(Killed):
+        with store.bulk_load():
+            store.upsert_pairs(batch(data, n=10))
+            assert thresholds == {"images": 0, "texts": 0}
+            raise Killed
+    # A real kill also skips the `finally` that restored the settings: put back what it leaves.
+    thresholds.update(images=0, texts=0)
+    state = store.index_state()
+    assert state["images"].needs_build and state["texts"].needs_build
+    assert store.optimize_if_needed() is True
+    assert thresholds == {"images": DEFAULT_INDEXING_THRESHOLD_KB, "texts": DEFAULT_INDEXING_THRESHOLD_KB}
+    assert not any(s.needs_build for s in store.index_state().values())
+    store.close()

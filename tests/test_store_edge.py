@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from xmore_db.errors import (
     StoreMismatchError,
     StoreNotInitializedError,
 )
-from xmore_db.store import PairBatch, Provenance, pair_id
+from xmore_db.store import IndexState, PairBatch, Provenance, pair_id
 from xmore_db.store.edge import RECORD_NAME, EdgeStore, locked_message
 
 PROV = Provenance(coarse_model="toy-coarse", coarse_dim=8, fine_model="toy-fine", fine_dim=12)
@@ -169,3 +170,48 @@ def test_missing_shard_asks_for_init(tmp_path):
     with EdgeStore(path) as store:
         assert store.init(PROV) is True
         assert store.counts() == {"images": 0, "texts": 0}
+
+
+@pytest.mark.slow
+def test_kill_during_the_index_build_is_finished_by_the_next_run(tmp_path):
+    """kill -9 while optimize() builds the HNSW graph of `images`: the marker in the record
+    survives, index_state() says a build is owed, and optimize_if_needed() builds the graph."""
+    path = tmp_path / "qdrant"
+    n, dim = 5500, 512  # 11 MB of vectors: past Qdrant Edge's indexing threshold, a graph is built
+    prov = Provenance(coarse_model="big-coarse", coarse_dim=dim, fine_model="toy-fine", fine_dim=4)
+    child_code = textwrap.dedent(f"""
+        import numpy as np
+        from xmore_db.store import PairBatch, Provenance
+        from xmore_db.store.edge import EdgeStore
+        rng = np.random.default_rng(0)
+        store = EdgeStore({str(path)!r})
+        store.init(Provenance(**{prov.to_dict()!r}))
+        with store.bulk_load():
+            store.upsert_pairs(PairBatch(
+                corpus="c", keys=[str(i) for i in range({n})], captions=["x"] * {n},
+                image_vectors=rng.standard_normal(({n}, {dim})).astype(np.float32),
+                text_vectors=rng.standard_normal(({n}, 4)).astype(np.float32)))
+            print("building", flush=True)
+        print("built", flush=True)
+    """)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    child = subprocess.Popen([sys.executable, "-c", child_code], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout.readline().strip() == "building"
+        building = path / "images" / "temp_segments"  # where the engine builds the new segment
+        deadline = time.monotonic() + 30
+        while not (building.is_dir() and any(building.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child.kill()
+    finally:
+        child.wait(timeout=30)
+    assert child.stdout.read() == "", "the build finished before the kill: make it bigger"
+
+    assert json.loads((path / RECORD_NAME).read_text())["index_build_pending"] is True
+    with EdgeStore(path) as store:
+        state = store.index_state()["images"]
+        assert state.points == n and state.indexed < n and state.needs_build
+        store.open(prov)
+        assert store.optimize_if_needed() is True
+        assert store.index_state()["images"] == IndexState(points=n, indexed=n, graph=True, needs_build=False)
+    assert "index_build_pending" not in json.loads((path / RECORD_NAME).read_text())

@@ -8,14 +8,46 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, unquote_plus
 
-from .errors import ConfigError
+from .errors import ConfigError, StreamNameError
 
 NORMALIZATIONS = ("minmax", "l1", "none")
 DEFAULT_TEMPLATE = "a photo of a {label}."
+# Stream names: at most 4 bytes a character in UTF-8, so 200 stay far below
+# PostgreSQL's limit on a unique-index entry (about 2,700 bytes).
+MAX_STREAM_NAME_CHARS = 200
+STREAM_NAME_RULE = (f"a stream name is 1 to {MAX_STREAM_NAME_CHARS} printable characters "
+                    "(no control or invisible characters, no tab or newline), "
+                    "not starting or ending with a space")
+
+
+def check_stream_name(name: object) -> str:
+    """`name` if it is an allowed stream name; otherwise StreamNameError, one line.
+
+    The same rule on every database: 1 to MAX_STREAM_NAME_CHARS characters, each
+    printable by `str.isprintable` (letters, digits, punctuation, symbols and the
+    plain space; not control, format or separator characters such as tab,
+    newline, NUL or zero-width spaces), no space at either end.
+    """
+    if not isinstance(name, str):
+        raise StreamNameError(f"stream name must be a string, got {type(name).__name__}: {STREAM_NAME_RULE}")
+    shown = repr(name) if len(name) <= 40 else repr(name[:40]) + "…"
+    if not name:
+        problem = "is empty"
+    elif len(name) > MAX_STREAM_NAME_CHARS:
+        problem = f"has {len(name):,} characters"
+    elif not name.isprintable():
+        position, char = next((i, c) for i, c in enumerate(name) if not c.isprintable())
+        problem = f"has the unprintable character {char!r} (U+{ord(char):04X}) at position {position + 1}"
+    elif name != name.strip():
+        problem = "starts or ends with a space"
+    else:
+        return name
+    raise StreamNameError(f"stream name {shown} {problem}: {STREAM_NAME_RULE}")
 
 
 @dataclass(frozen=True)
@@ -153,22 +185,149 @@ class Settings:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name == "qdrant_api_key" and value:
-                value = "****"
+                value = MASK
             elif f.name == "database_url":
                 value = mask_url_password(self.effective_database_url)
+            elif f.name == "qdrant_url" and value:
+                value = mask_url_password(value)
             elif isinstance(value, Path):
                 value = str(value)
             out[f.name] = value
         out["vector_backend"] = self.vector_backend
         return out
 
+    def secrets(self) -> list[str]:
+        """Every credential value in these settings, for `mask_secrets`."""
+        return secret_values(database_url=self.database_url, qdrant_url=self.qdrant_url,
+                             qdrant_api_key=self.qdrant_api_key)
+
+
+def secret_values(*, database_url: str | None, qdrant_url: str | None, qdrant_api_key: str | None) -> list[str]:
+    """The credential values of the three settings that can carry one."""
+    return [*url_secrets(database_url), *url_secrets(qdrant_url), *([qdrant_api_key] if qdrant_api_key else [])]
+
+
+MASK = "****"
+# Query parameters and keyword pairs whose value is a credential: libpq's password and
+# sslpassword, MySQL drivers' passwd/pwd, HTTP APIs' api_key/apikey/api-key/key/token.
+_SECRET_KEY = re.compile(
+    r"pass|pwd|secret|token|api[-_]?key|credential|^key$|^auth$|^sig(nature)?$", re.IGNORECASE
+)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+# A value already masked is matched as such, so masking twice changes nothing.
+_QUERY_PAIR = re.compile(r"(?<=[?&;])(?P<key>[^=&#?;\s]+)=(?P<value>\*{4}|[^&#;]*)")
+# libpq's keyword form (`host=h password=secret`), also what drivers echo in messages.
+_KEYWORD_PAIR = re.compile(
+    r"(?P<key>\b[\w-]*(?:pass|pwd|secret|token|api[-_]?key)[\w-]*)(?P<eq>\s*=\s*)"
+    r"(?P<value>\*{4}|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&#'\",;)]+)",
+    re.IGNORECASE,
+)
+
 
 def mask_url_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+    """`url` with every credential it can carry replaced by ****.
+
+    The one masking rule for URLs and DSNs, used by every output (`config`,
+    `status`, `init`, store locations, error messages). It hides:
+
+    - the password of `scheme://user:password@host`, however SQLAlchemy or an
+      HTTP client would split it (a raw `@` or `/` in it, percent-encoding);
+    - the value of every secret query parameter (`?password=`, `passwd`, `pwd`,
+      `sslpassword`, `api_key`, `apikey`, `api-key`, `key`, `token`, ...);
+    - `password=...` pairs of libpq's keyword form (`host=h password=secret`).
+
+    When in doubt it hides more than the password, never less.
+    """
+    text = _mask_userinfo(url)
+    text = _QUERY_PAIR.sub(_mask_query_pair, text)
+    return _KEYWORD_PAIR.sub(_mask_keyword_pair, text)
+
+
+def mask_secrets(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
+    """Free text (an error line, a driver's message) with every credential in it masked.
+
+    Each URL in the text is masked as `mask_url_password` does, so are keyword
+    pairs, and so is every literal value in `secrets` (see `Settings.secrets`)
+    wherever it appears, in case a driver quotes a password on its own.
+    """
+    out = []
+    last = 0
+    for match in _SCHEME.finditer(text):
+        if match.start() < last:
+            continue
+        end = _url_end(text, match.start())
+        out += [text[last:match.start()], mask_url_password(text[match.start():end])]
+        last = end
+    text = _KEYWORD_PAIR.sub(_mask_keyword_pair, "".join(out) + text[last:])
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The credential values in a URL or DSN, raw and percent-decoded (for `mask_secrets`)."""
+    if not url:
+        return []
+    found: list[str] = []
+    span = _userinfo_span(url)
+    if span is not None:
+        found.append(url[span[0]:span[1]])
+    for m in _QUERY_PAIR.finditer(url):
+        if _SECRET_KEY.search(unquote(m["key"])):
+            found.append(m["value"])
+    for m in _KEYWORD_PAIR.finditer(url):
+        found.append(m["value"].strip("'\""))
+    out: list[str] = []
+    for value in found:
+        for v in (value, unquote(value), unquote_plus(value)):
+            if v and v not in out:
+                out.append(v)
+    return out
+
+
+def _userinfo_span(url: str) -> tuple[int, int] | None:
+    """Where the password of `scheme://user:password@host` lies, as SQLAlchemy or urllib reads it.
+
+    SQLAlchemy takes the password up to the first `@` (it may hold `/`), urllib up to
+    the last `@` of the authority: the span covers both.
+    """
+    m = re.match(r"\s*[A-Za-z][A-Za-z0-9+.\-]*://[^:/]*:", url)
+    if m is None:
+        return None
+    start = m.end()
+    first_at = url.find("@", start)
+    if first_at < 0:
+        return None
+    authority_end = next((i for i in range(start, len(url)) if url[i] in "/?#"), len(url))
+    last_at = url.rfind("@", start, authority_end)
+    end = max(first_at, last_at)
+    return (start, end) if end > start else None
+
+
+def _mask_userinfo(url: str) -> str:
+    span = _userinfo_span(url)
+    return url if span is None else url[:span[0]] + MASK + url[span[1]:]
+
+
+def _mask_query_pair(m: re.Match) -> str:
+    if m["value"] and _SECRET_KEY.search(unquote(m["key"])):
+        return f"{m['key']}={MASK}"
+    return m.group(0)
+
+
+def _mask_keyword_pair(m: re.Match) -> str:
+    return f"{m['key']}{m['eq']}{MASK}"
+
+
+def _url_end(text: str, start: int) -> int:
+    """Where a URL quoted in free text ends: at whitespace or a closing quote or bracket,
+    less the punctuation of the sentence around it (`… at URL: reason`)."""
+    end = start
+    while end < len(text) and not text[end].isspace() and text[end] not in "'\"<>)]":
+        end += 1
+    while end > start and text[end - 1] in ".,;:":
+        end -= 1
+    return end
 
 
 def _coerce(name: str, var: str, raw: str, type_name: object) -> object:

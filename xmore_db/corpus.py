@@ -21,13 +21,6 @@ IMAGE_COLUMNS = ("image", "image_path", "path", "file", "filepath", "filename")
 CAPTION_COLUMNS = ("caption", "text")
 
 
-@dataclass(frozen=True)
-class CaptionedImage:
-    key: str  # path relative to the corpus folder, with '/' separators
-    path: Path
-    caption: str
-
-
 def find_captions_file(folder: Path) -> Path:
     for name in CAPTION_FILE_NAMES:
         candidate = folder / name
@@ -88,12 +81,6 @@ def read_caption_rows(folder: str | Path, captions: str | Path | None = None) ->
     if not out:
         raise CaptionsError(f"captions file {captions_path} has no rows")
     return captions_path, out
-
-
-def read_captioned_folder(folder: str | Path, captions: str | Path | None = None) -> list[CaptionedImage]:
-    """The usable rows of a folder's captions file (bad rows left out; see read_caption_rows)."""
-    _, rows = read_caption_rows(folder, captions)
-    return [CaptionedImage(key=r.key, path=r.path, caption=r.caption) for r in rows if r.problem is None and r.path]
 
 
 _MALFORMED = "\x00malformed"

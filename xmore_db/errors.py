@@ -75,6 +75,10 @@ class UnknownStreamError(HistoryError):
     """A stream name that has no history."""
 
 
+class StreamNameError(BadInputError):
+    """A stream name outside the allowed ones (`config.check_stream_name`)."""
+
+
 class UnitReadError(BadInputError):
     """One work unit of a corpus (an npy partition, a tar shard) cannot be read: that unit fails alone."""
 

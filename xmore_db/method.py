@@ -3,7 +3,7 @@
 Nothing here reads a file, a model or a database, and no function modifies
 its inputs. Shapes: B queries, C classes, D embedding size, k captions.
 Embeddings are expected L2-normalised, so a dot product is a cosine.
-The formulas are written out in METHOD.md (shared with the project).
+The formulas, and where we choose what the paper leaves open, are in docs/method.md.
 """
 
 from __future__ import annotations

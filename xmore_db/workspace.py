@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from .config import ModelSpec, Settings
 
 if TYPE_CHECKING:
-    from .history import ConfidenceHistory
+    from .history import ConfidenceHistory, Database
+    from .history.units import UnitLedger
     from .models import ClipEncoder
     from .store import CaptionCache, Provenance, VectorStore
 
@@ -81,10 +82,24 @@ class Workspace:
         return store
 
     @cached_property
+    def database(self) -> Database:
+        """The history database, shared by the confidence history and the unit ledger."""
+        from .history import Database
+
+        return Database(self.settings.effective_database_url)
+
+    @cached_property
     def history(self) -> ConfidenceHistory:
         from .history import ConfidenceHistory
 
-        return ConfidenceHistory(self.settings.effective_database_url)
+        return ConfidenceHistory(self.database)
+
+    @cached_property
+    def ledger(self) -> UnitLedger:
+        """The ingest work units of every corpus."""
+        from .history.units import UnitLedger
+
+        return UnitLedger(self.database)
 
     @property
     def prompt_cache_dir(self):
@@ -94,8 +109,8 @@ class Workspace:
         if self._store is not None:
             self._store.close()
             self._store, self._store_checked = None, False
-        if "history" in self.__dict__:
-            self.history.close()
+        if "database" in self.__dict__:
+            self.database.close()
 
     def __enter__(self) -> Workspace:
         return self

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import commands, corpora, streams
+from . import commands, corpora, optimize, streams
 from . import eval as eval_cli
 from . import options as opt
 from .base import make_app
@@ -47,6 +47,7 @@ def root(
 
 commands.register(app)
 eval_cli.register(app)
+optimize.register(app)
 app.add_typer(streams.app, name="streams")
 app.add_typer(corpora.app, name="corpora")
 

@@ -7,7 +7,7 @@ import os
 import typer
 from typer.core import TyperGroup
 
-from ..config import Settings
+from ..config import Settings, mask_secrets, secret_values
 from ..errors import XmoreError
 
 
@@ -25,7 +25,7 @@ class XmoreGroup(TyperGroup):
         except XmoreError as exc:
             if os.environ.get("XMORE_DEBUG"):
                 raise
-            typer.echo(f"Error: {exc}", err=True)
+            echo_error(ctx, str(exc))
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("Interrupted.", err=True)
@@ -34,9 +34,30 @@ class XmoreGroup(TyperGroup):
             if os.environ.get("XMORE_DEBUG"):
                 raise
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            typer.echo(f"Error: unexpected {type(exc).__name__}: {first} "
-                       "(set XMORE_DEBUG=1 for the traceback)", err=True)
+            echo_error(ctx, f"unexpected {type(exc).__name__}: {first} (set XMORE_DEBUG=1 for the traceback)")
             raise typer.Exit(1) from None
+
+
+def secrets_of(ctx: typer.Context) -> list[str]:
+    """The credential values this invocation was given, by option or XMORE_* variable."""
+    given = dict(ctx.find_root().obj or {})
+    env = Settings.ENV
+
+    def value(name: str) -> str | None:
+        return given.get(name) or os.environ.get(env[name]) or None
+
+    return secret_values(database_url=value("database_url"), qdrant_url=value("qdrant_url"),
+                         qdrant_api_key=value("qdrant_api_key"))
+
+
+def masked(ctx: typer.Context, text: str) -> str:
+    """`text` with every credential masked: URL passwords, secret query values, the API key."""
+    return mask_secrets(text, secrets_of(ctx))
+
+
+def echo_error(ctx: typer.Context, message: str) -> None:
+    """The one `Error: …` line on stderr, credentials masked."""
+    typer.echo(f"Error: {masked(ctx, message)}", err=True)
 
 
 def make_app(help: str) -> typer.Typer:

@@ -28,10 +28,16 @@ def _settings(ctx: typer.Context, **overrides):
 def init(ctx: typer.Context, json: opt.Json = False):
     """Create the two collections and migrate the confidence-history database.
 
+    Every configured model's weights are checked first (a file must read as a
+    state dict, a tag must be in the local cache): nothing is created otherwise.
     Safe to run again: existing collections are checked against the configured
     models (vector sizes included) and left as they are.
     """
+    from ..models.weights import ROLE_ENV, check_weights
+
     settings = _settings(ctx)
+    for role in ROLE_ENV:  # the store records these models for good: their weights must load
+        check_weights(getattr(settings, role), cache_dir=settings.model_cache_dir, role=role)
     settings.home.mkdir(parents=True, exist_ok=True)
     with Workspace(settings) as ws:
         previous = ws.history.revision()  # fails early, before any write, if the database is unreachable
@@ -177,7 +183,8 @@ def classify(
     images: Annotated[list[Path], typer.Argument(help="Images to classify, in stream order.")],
     labels: Annotated[Path, typer.Option("--labels", "-l", help="Class names, one per line.")],
     stream: Annotated[str, typer.Option("--stream", "-s", envvar="XMORE_STREAM",
-                                        help="Stream whose confidence history normalises the weights.")] = "default",
+                                        help="Stream whose confidence history normalises the weights: 1 to 200 "
+                                             "printable characters, no space at either end.")] = "default",
     normalize: opt.Normalize = None,
     template: opt.Template = None,
     coarse_k: opt.CoarseK = None,
@@ -190,11 +197,11 @@ def classify(
     A query with no retrieved caption is classified by the image alone and flagged.
     """
     from ..classify import classify_paths
+    from ..config import check_stream_name
     from ..labels import read_labels
 
+    check_stream_name(stream)
     settings = _settings(ctx, normalize=normalize, template=template, coarse_k=coarse_k, fine_k=fine_k)
-    if not stream.strip():
-        raise typer.BadParameter("stream name is empty", param_hint="--stream")
     class_names = read_labels(labels)
     with Workspace(settings) as ws, progress_bar("classifying", unit="image") as bar:
         results = classify_paths(ws, list(images), labels=class_names, stream=stream,
@@ -233,8 +240,13 @@ def cache_captions(
 
 
 def status(ctx: typer.Context, json: opt.Json = False):
-    """Show the backends, collection sizes and database revision."""
+    """Show the backends, collection sizes and database revision.
+
+    Exits 1 when the vector store or the database cannot be reached, as every
+    command does; what it learned before the database failed is still printed.
+    """
     from ..errors import XmoreError
+    from .base import echo_error, masked
 
     settings = _settings(ctx)
     out: dict = {"vector_backend": settings.vector_backend}
@@ -246,18 +258,45 @@ def status(ctx: typer.Context, json: opt.Json = False):
         out["stored_provenance"] = asdict(stored) if stored else None
         cache = store.caption_cache() if stored else None
         out["caption_cache"] = asdict(cache) if cache else None
+        index = store.index_state() if stored else {}
+        out["index"] = {name: asdict(state) for name, state in index.items()} or None
         out["configured_models"] = {"coarse": settings.coarse_model, "fine": settings.fine_model,
                                     "classifier": settings.classifier_model}
         out["database"] = settings.masked()["database_url"]
         try:
-            out["database_revision"] = ws.history.revision()
+            # A home never initialised has no SQLite file yet: not an unreachable database.
+            fresh = settings.database_url is None and not (settings.home / "history.sqlite3").exists()
+            out["database_revision"] = None if fresh else ws.history.revision()
             out["streams"] = len(ws.history.streams()) if out["database_revision"] else 0
         except XmoreError as exc:
             out["database_revision"] = None
-            out["database_error"] = str(exc)
+            out["database_error"] = masked(ctx, str(exc))
     if json:
         echo_json(out)
-        return
+    else:
+        _echo_status(out, stored, settings)
+    _warn_index(index)
+    if "database_error" in out:
+        echo_error(ctx, out["database_error"])
+        raise typer.Exit(1)
+
+
+def _echo_index(index: dict) -> None:
+    from ..store import IndexState
+    from .optimize import describe_index
+
+    for name, state in index.items():
+        typer.echo(f"  index of {name}: {describe_index(IndexState(**state))}")
+
+
+def _warn_index(index: dict) -> None:
+    for name, state in index.items():
+        if state.needs_build:
+            typer.echo(f"Warning: the index of {name} needs building (a bulk load deferred it or a kill "
+                       "interrupted it; searches scan instead): run `xmore optimize`", err=True)
+
+
+def _echo_status(out: dict, stored, settings) -> None:
     typer.echo(f"vector store:  {out['vector_backend']} at {out['vector_location']}")
     if stored:
         typer.echo(f"  images:      {out['collections']['images']} points "
@@ -266,11 +305,12 @@ def status(ctx: typer.Context, json: opt.Json = False):
                    f"({stored.fine_model}, {stored.fine_dim}-d)")
         cache = out["caption_cache"]
         typer.echo(f"  caption cache: {cache['model'] + ' (' + str(cache['dim']) + '-d)' if cache else 'none'}")
+        _echo_index(out["index"])
     else:
         typer.echo("  not initialised: run `xmore init`")
     typer.echo(f"database:      {out['database']}")
     if "database_error" in out:
-        typer.echo(f"  {out['database_error']}")
+        typer.echo("  revision:    unknown (see the error below)")
     else:
         typer.echo(f"  revision:    {out['database_revision'] or 'none: run `xmore init`'}")
         typer.echo(f"  streams:     {out['streams']}")

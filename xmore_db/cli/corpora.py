@@ -24,11 +24,9 @@ def _reasons(reasons: dict[str, int]) -> str:
 @app.command("list")
 def list_corpora(ctx: typer.Context, json: opt.Json = False):
     """List corpora: units by status, rows, and the points of each in both collections."""
-    from ..history.units import UnitLedger
-
     with Workspace(settings_from(ctx)) as ws:
-        ws.history.check()
-        corpora = UnitLedger(ws.history).corpora()
+        ws.database.check()
+        corpora = ws.ledger.corpora()
         store = ws.raw_store()
         points = {c.corpus: store.corpus_counts(c.corpus) for c in corpora} if corpora else {}
     out = [asdict(c) | {"points": points[c.corpus]} for c in corpora]
@@ -47,11 +45,9 @@ def list_corpora(ctx: typer.Context, json: opt.Json = False):
 @app.command()
 def show(ctx: typer.Context, name: CorpusName, json: opt.Json = False):
     """Show a corpus' work units: status, rows, skipped rows with reasons, errors, timings."""
-    from ..history.units import UnitLedger
-
     with Workspace(settings_from(ctx)) as ws:
-        ws.history.check()
-        units = UnitLedger(ws.history).units(name)
+        ws.database.check()
+        units = ws.ledger.units(name)
         points = ws.raw_store().corpus_counts(name)
     if json:
         echo_json({"corpus": name, "points": points, "units": [asdict(u) for u in units]})
@@ -68,11 +64,9 @@ def show(ctx: typer.Context, name: CorpusName, json: opt.Json = False):
 @app.command()
 def delete(ctx: typer.Context, name: CorpusName, yes: opt.Yes = False, json: opt.Json = False):
     """Delete a corpus: its points in both collections and its unit records."""
-    from ..history.units import UnitLedger
-
     with Workspace(settings_from(ctx)) as ws:
-        ws.history.check()
-        ledger = UnitLedger(ws.history)
+        ws.database.check()
+        ledger = ws.ledger
         units = ledger.units(name)  # an unknown corpus fails here, before anything is asked
         store = ws.raw_store()
         points = store.corpus_counts(name)

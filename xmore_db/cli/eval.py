@@ -52,6 +52,16 @@ def eval_command(
     name: Annotated[str | None, typer.Option(
         "--name", help="Run name for the default output folder (default: a timestamp).")] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="Ignore cached embeddings and retrievals.")] = False,
+    resamples: Annotated[int, typer.Option(
+        "--resamples", help="Bootstrap resamples of the test images for the 95 % intervals of the differences.")] = 2000,
+    bootstrap_seed: Annotated[int, typer.Option("--bootstrap-seed", help="Seed of the bootstrap.")] = 0,
+    corpus_attributes: Annotated[list[str] | None, typer.Option(
+        "--corpus-attributes", help="CORPUS=FILE: a CSV with the ingest `key` of each pair of CORPUS and attribute "
+        "columns (its ground truth, e.g. the attributes.csv the demo corpus comes with). The diagnosis then reports "
+        "how many retrieved pairs have the query's class. Repeat for several corpora.")] = None,
+    diagnose: Annotated[bool, typer.Option(
+        "--diagnose", help="Also print the diagnosis table (always in results.md): retrieval's class agreement, "
+        "the classifier's accuracy on the retrieved captions, the Table-8 cases.")] = False,
     json: opt.Json = False,
 ):
     """Evaluate zero-shot, caption ensemble and X-MoRe variants on labelled test sets.
@@ -59,20 +69,31 @@ def eval_command(
     Each image is encoded and retrieved once, at K and the largest k; the arrays
     are cached per dataset, models and store, so a rerun with other methods, k
     or seeds encodes nothing. Writes results.md (the paper's Table 1 shape),
-    results.csv, results.json and three PNG plots, and prints the table.
+    results.csv, results.json and three PNG plots, and prints the table and
+    each method's difference against zero-shot and the caption ensemble with a
+    95 % paired bootstrap interval over the test images.
     Nothing is written to the confidence history: streams are replayed offline.
     """
     from ..evaluation import EvalOptions, dataset_name, evaluate, load_dataset
     from ..evaluation.datasets import parse_named
-    from ..evaluation.report import main_table, write_outputs
+    from ..evaluation.report import diagnosis_table, difference_tables, main_table, write_outputs
     from .base import settings_from
 
     settings = settings_from(ctx, template=template)
     k = fine_k if fine_k is not None else settings.fine_k
     sweep = _ints(ks, "--ks")
     big_k = coarse_k if coarse_k is not None else max(settings.coarse_k, max(sweep))
+    attribute_files = {}
+    for value in corpus_attributes or []:
+        corpus, sep, path = value.partition("=")
+        if not sep or not corpus or not path:
+            raise typer.BadParameter(f"expected CORPUS=FILE, got {value!r}", param_hint="--corpus-attributes")
+        if not Path(path).is_file():
+            raise typer.BadParameter(f"no such file: {path}", param_hint="--corpus-attributes")
+        attribute_files[corpus] = Path(path)
     options = EvalOptions(methods=[m.strip() for m in methods.split(",") if m.strip()], ks=sweep, k=k,
-                          coarse_k=big_k, seeds=_ints(seeds, "--seeds"), template=settings.template, refresh=refresh)
+                          coarse_k=big_k, seeds=_ints(seeds, "--seeds"), template=settings.template, refresh=refresh,
+                          resamples=resamples, bootstrap_seed=bootstrap_seed, corpus_attributes=attribute_files)
     options.check()
 
     label_files, default_labels = parse_named(labels, "--labels")
@@ -105,6 +126,11 @@ def eval_command(
     s = results["settings"]
     typer.echo(f"Accuracy (%) at k = {s['k']}, K = {s['coarse_k']}, mean over seeds {', '.join(map(str, s['seeds']))}")
     typer.echo(main_table(results))
+    typer.echo("")
+    typer.echo(difference_tables(results))
+    if diagnose:
+        typer.echo(f"\nDiagnosis at k = {s['k']} (results.md explains the columns)")
+        typer.echo(diagnosis_table(results))
     typer.echo("no-caption queries (image only): " + ", ".join(
         f"{n} {d['no_captions']['fine']}/{d['n']}" for n, d in results["datasets"].items()))
     cached = [n for n, d in results["datasets"].items() if d["cache"]["hit"]]

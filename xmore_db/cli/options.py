@@ -78,7 +78,7 @@ CaptionCacheOption = Annotated[
     bool | None,
     typer.Option("--caption-cache/--no-caption-cache", envvar=_ENV["caption_cache"],
                  help="Store the classifier's embedding of each caption in `texts` at ingest, so classify encodes "
-                      "no caption at query time (`xmore captions cache` fills it for existing corpora).",
+                      "no caption at query time (`xmore cache-captions` fills it for existing corpora).",
                  show_default="on"),
 ]
 CoarseK = Annotated[

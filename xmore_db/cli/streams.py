@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..config import check_stream_name
 from ..workspace import Workspace
 from . import options as opt
 from .base import make_app, settings_from
@@ -46,6 +47,7 @@ def show(
     json: opt.Json = False,
 ):
     """Show a stream's running statistics and its most recent events."""
+    check_stream_name(name)
     with Workspace(settings_from(ctx)) as ws:
         ws.history.check()
         stats = ws.history.stream(name)
@@ -67,6 +69,7 @@ def show(
 @app.command()
 def reset(ctx: typer.Context, name: StreamName, yes: opt.Yes = False, json: opt.Json = False):
     """Delete a stream's history; its next query starts a fresh normalisation."""
+    check_stream_name(name)
     with Workspace(settings_from(ctx)) as ws:
         ws.history.check()
         stats = ws.history.stream(name)

@@ -30,7 +30,7 @@ from .datasets import EvalDataset
 if TYPE_CHECKING:
     from ..workspace import Workspace
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the retrieved pairs' ids (coarse_pairs, fine_pairs, pair_ids)
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ class EvalArrays:
     caption_embeddings (U, D): the classifier's text embeddings of the U distinct captions retrieved;
     fine_slots (N, M): caption rows in fine (direct image-to-text) order, -1 padding;
     indirect_slots (N, M): caption rows of the first M coarse neighbours, in coarse order, -1 padding;
+    pair_ids (P,): the distinct pair ids retrieved (coarse or fine);
+    coarse_pairs (N, K): rows of pair_ids of the K coarse neighbours, in coarse order, -1 padding;
+    fine_pairs (N, M): rows of pair_ids of the fine captions, in fine order (row for row with fine_slots);
     logit_scale: the classifier's.
     """
 
@@ -49,7 +52,14 @@ class EvalArrays:
     captions: np.ndarray
     fine_slots: np.ndarray
     indirect_slots: np.ndarray
+    pair_ids: np.ndarray
+    coarse_pairs: np.ndarray
+    fine_pairs: np.ndarray
     logit_scale: float
+
+
+ARRAY_NAMES = ("image_embeddings", "caption_embeddings", "captions", "fine_slots", "indirect_slots", "pair_ids",
+               "coarse_pairs", "fine_pairs")
 
 
 def _sha(value: object) -> str:
@@ -82,8 +92,7 @@ class EvalCache:
     def load(self) -> EvalArrays | None:
         try:
             with np.load(self.folder / "arrays.npz", allow_pickle=False) as data:
-                arrays = EvalArrays(**{name: data[name] for name in ("image_embeddings", "caption_embeddings",
-                                                                    "captions", "fine_slots", "indirect_slots")},
+                arrays = EvalArrays(**{name: data[name] for name in ARRAY_NAMES},
                                     logit_scale=float(data["logit_scale"]))
         except (OSError, KeyError, ValueError):
             return None
@@ -92,9 +101,7 @@ class EvalCache:
     def save(self, arrays: EvalArrays) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         _atomic(self.folder / "arrays.npz", lambda f: np.savez(
-            f, image_embeddings=arrays.image_embeddings, caption_embeddings=arrays.caption_embeddings,
-            captions=arrays.captions, fine_slots=arrays.fine_slots, indirect_slots=arrays.indirect_slots,
-            logit_scale=np.float64(arrays.logit_scale)))
+            f, **{name: getattr(arrays, name) for name in ARRAY_NAMES}, logit_scale=np.float64(arrays.logit_scale)))
         (self.folder / "setup.json").write_text(json.dumps(
             {"dataset_sha256": self.dataset_hash, **self.setup}, indent=2, default=str) + "\n")
 
@@ -130,12 +137,13 @@ def compute_arrays(
     """Encode every image with the three roles and retrieve once, at K = coarse_k and k = max_k.
 
     Fine: the max_k captions among the K coarse candidates nearest to the image
-    (fine encoder). Indirect: the captions of the first max_k coarse
-    neighbours, kept in coarse order. Captions are embedded once each by the
-    classifier's text encoder.
+    (fine encoder), as `xmore classify` retrieves them. Indirect: the captions
+    of the first max_k coarse neighbours, kept in coarse order. Captions are
+    embedded once each by the classifier's text encoder.
     """
     from ..classify import embed_images
     from ..images import load_image
+    from ..retrieval import retrieve
 
     store = workspace.store()
     classifier = workspace.encoder("classifier")
@@ -143,7 +151,10 @@ def compute_arrays(
     image_embeddings = np.zeros((n, classifier.dim), dtype=np.float32)
     fine_slots = np.full((n, max_k), -1, dtype=np.int32)
     indirect_slots = np.full((n, max_k), -1, dtype=np.int32)
+    fine_pairs = np.full((n, max_k), -1, dtype=np.int32)
+    coarse_pairs = np.full((n, coarse_k), -1, dtype=np.int32)
     rows: dict[str, int] = {}
+    pair_rows: dict[str, int] = {}
     caption_chunks: list[np.ndarray] = []
     step = 4 * workspace.settings.batch_size
     on_start(n)
@@ -152,27 +163,35 @@ def compute_arrays(
         images = [load_image(dataset.root / rel) for rel in paths]
         emb = embed_images(workspace, images, ("classifier", "coarse", "fine"))
         image_embeddings[start:start + len(paths)] = emb["classifier"]
-        coarse = store.coarse_search(emb["coarse"], limit=coarse_k, hnsw_ef=workspace.settings.hnsw_ef)
-        candidates = [[hit.pair_id for hit in hits] for hits in coarse]
-        fine = store.fine_search(emb["fine"], candidates, limit=max_k)
+        retrieved = retrieve(store, emb["coarse"], emb["fine"], coarse_k=coarse_k, fine_k=max_k,
+                             hnsw_ef=workspace.settings.hnsw_ef)
         # Indirect: the same captions' hits, for the first max_k neighbours, put back in coarse order.
-        nearest = [ids[:max_k] for ids in candidates]
+        nearest = [[hit.pair_id for hit in r.coarse[:max_k]] for r in retrieved]
         indirect_hits = store.fine_search(emb["fine"], nearest, limit=max_k)
-        new = sorted({hit.caption for hits in fine + indirect_hits for hit in hits} - rows.keys())
+        retrieved_captions = ({hit.caption for r in retrieved for hit in r.captions}
+                              | {hit.caption for hits in indirect_hits for hit in hits})
+        new = sorted(retrieved_captions - rows.keys())
         if new:
             rows.update({text: len(rows) + i for i, text in enumerate(new)})
             caption_chunks.append(classifier.encode_texts(new))
-        for i, (fine_q, indirect_q, ids) in enumerate(zip(fine, indirect_hits, nearest, strict=True)):
-            fine_slots[start + i, :len(fine_q)] = [rows[hit.caption] for hit in fine_q]
-            rank = {pair: r for r, pair in enumerate(ids)}
+        for i, (r, indirect_q, ids) in enumerate(zip(retrieved, indirect_hits, nearest, strict=True)):
+            fine_slots[start + i, :len(r.captions)] = [rows[hit.caption] for hit in r.captions]
+            fine_pairs[start + i, :len(r.captions)] = [_row_of(pair_rows, hit.pair_id) for hit in r.captions]
+            coarse_pairs[start + i, :len(r.coarse)] = [_row_of(pair_rows, hit.pair_id) for hit in r.coarse]
+            rank = {pair: position for position, pair in enumerate(ids)}
             ordered = sorted(indirect_q, key=lambda hit: rank[hit.pair_id])
             indirect_slots[start + i, :len(ordered)] = [rows[hit.caption] for hit in ordered]
         for image in images:
             image.close()
         on_progress(len(paths))
     captions = np.array(sorted(rows, key=rows.get), dtype=str) if rows else np.zeros((0,), dtype=str)
+    pair_ids = np.array(sorted(pair_rows, key=pair_rows.get), dtype=str) if pair_rows else np.zeros((0,), dtype=str)
     caption_embeddings = (np.concatenate(caption_chunks) if caption_chunks
                           else np.zeros((0, classifier.dim), dtype=np.float32))
     return EvalArrays(image_embeddings=image_embeddings, caption_embeddings=caption_embeddings,
-                      captions=captions, fine_slots=fine_slots, indirect_slots=indirect_slots,
-                      logit_scale=classifier.logit_scale)
+                      captions=captions, fine_slots=fine_slots, indirect_slots=indirect_slots, pair_ids=pair_ids,
+                      coarse_pairs=coarse_pairs, fine_pairs=fine_pairs, logit_scale=classifier.logit_scale)
+
+
+def _row_of(table: dict[str, int], key: str) -> int:
+    return table.setdefault(key, len(table))

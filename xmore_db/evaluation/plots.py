@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import METHOD_NAMES
-from .scoring import CASES
+from .scoring import CASES, METHOD_NAMES
 
 
 def write_plots(results: dict, out: Path) -> dict[str, Path]:

@@ -7,16 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from .scoring import CASES
-
-METHOD_NAMES = {
-    "zeroshot": "CLIP zero-shot (image only)",
-    "captions": "Caption ensemble (text only)",
-    "xmore": "X-MoRe (minmax)",
-    "xmore-l1": "X-MoRe (l1, the released code)",
-    "xmore-none": "X-MoRe (none: equal confidence)",
-    "xmore-indirect": "X-MoRe, indirect retrieval (coarse order)",
-}
+from .scoring import CASES, METHOD_NAMES
 
 
 def _pct(value: float) -> str:
@@ -40,6 +31,45 @@ def main_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _delta(interval: dict) -> str:
+    """+5.40 [+3.70, +7.20]: a difference in accuracy points and its interval; * when the interval excludes 0."""
+    mark = "*" if interval["low"] > 0 or interval["high"] < 0 else ""
+    return (f"{100 * interval['difference']:+.2f} [{100 * interval['low']:+.2f}, "
+            f"{100 * interval['high']:+.2f}]{mark}")
+
+
+def difference_table(results: dict, baseline: str) -> str:
+    """Each method minus `baseline`, in accuracy points, with its 95 % interval, per dataset and on Avg."""
+    names = list(results["datasets"])
+    lines = [_row(["Method", *names, "Avg"]), _row(["---"] + ["---:"] * (len(names) + 1))]
+    for m, row in results.get("comparisons", {}).get(baseline, {}).items():
+        lines.append(_row([METHOD_NAMES[m], *(_delta(row[n]) for n in [*names, "Avg"])]))
+    return "\n".join(lines)
+
+
+def difference_tables(results: dict) -> str:
+    """The difference tables against every baseline evaluated, each with a title line."""
+    out = []
+    for baseline in results.get("comparisons", {}):
+        out += [f"Difference against {METHOD_NAMES[baseline]} (points, 95 % interval; * excludes 0)",
+                difference_table(results, baseline), ""]
+    return "\n".join(out).rstrip("\n")
+
+
+def diagnosis_table(results: dict) -> str:
+    """Per dataset: retrieval's class agreement (where the corpus is labelled), caption accuracy, the cases."""
+    lines = [_row(["Dataset", "attribute", "coarse same class", "fine same class", "caption accuracy",
+                   "captions read right", *CASES]),
+             _row(["---", "---"] + ["---:"] * (4 + len(CASES)))]
+    for n, d in results["datasets"].items():
+        g = d["diagnosis"]
+        lines.append(_row([n, g.get("attribute") or "unknown", _pct(g.get("coarse_same_class")),
+                           _pct(g.get("fine_same_class")), _pct(g.get("caption_accuracy")),
+                           _pct(g.get("captions_read_right")),
+                           *(str(d["confidence_by_case"][c]["n"]) for c in CASES)]))
+    return "\n".join(lines)
+
+
 def markdown(results: dict) -> str:
     s = results["settings"]
     names = list(results["datasets"])
@@ -49,6 +79,8 @@ def markdown(results: dict) -> str:
         f"Top-1 accuracy (%) at k = {s['k']} captions, K = {s['coarse_k']} coarse candidates, "
         f"mean over {len(s['seeds'])} query order(s) (seeds {seeds}).", "",
         main_table(results), "",
+        difference_tables(results), "",
+        f"Intervals: {s.get('intervals', 'n/a')}.", "",
         "Queries with no caption (classified by the image alone; never dropped): "
         + ", ".join(f"{n} {d['no_captions']['fine']}/{d['n']}" for n, d in results["datasets"].items()) + ".",
         "",
@@ -63,6 +95,15 @@ def markdown(results: dict) -> str:
     for n in names:
         e = results["datasets"][n]["entropy"]
         out.append(_row([n, _num(e["image"]), *(_num(e["text"][k]) for k in s["ks"])]))
+    k = s["k"]
+    out += ["", f"## Diagnosis at k = {k}", "",
+            "coarse / fine same class: the share of the K coarse neighbours and of the k fine captions whose pair "
+            "has the query's class (only where the corpus' pairs are labelled: `--corpus-attributes`; the column "
+            "used is named); caption accuracy: the share of the k captions the classifier, reading the caption "
+            "alone, assigns to the query's class; captions read right: among fine captions of known class, the "
+            "share it assigns to their own pair's class (the classifier's text tower, whatever retrieval did); "
+            "then the number of queries in each case of the table below.", "",
+            diagnosis_table(results)]
     out += ["", f"## Mean adjusted confidence by case, X-MoRe (minmax) at k = {s['k']} (the paper's Table 8)", "",
             "Cases by whether argmax p_I (image) and argmax p_T (text) are right; ĉ_I, ĉ_T are the min-max "
             "adjusted confidences; ratio is the mean of ĉ_I/ĉ_T (> 1: the ensemble leans on the image). "

@@ -9,15 +9,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import method
 from ..errors import ConfigError
-from . import scoring
+from . import scoring, statistics
 from .cache import EvalCache, compute_arrays, setup_key
 from .datasets import EvalDataset
+from .diagnosis import diagnose, read_corpus_attributes
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -32,6 +34,10 @@ class EvalOptions:
     seeds: Sequence[int] = (0,)
     template: str = "a photo of a {label}."
     refresh: bool = False
+    resamples: int = statistics.DEFAULT_RESAMPLES
+    bootstrap_seed: int = statistics.DEFAULT_SEED
+    # {corpus name: attribute CSV}: the pairs' ground truth, for the retrieval diagnosis.
+    corpus_attributes: dict[str, Path] = field(default_factory=dict)
 
     def check(self) -> None:
         unknown = [m for m in self.methods if m not in scoring.METHODS]
@@ -47,6 +53,8 @@ class EvalOptions:
                               "the captions are ranked among the K coarse candidates")
         if not self.seeds:
             raise ConfigError("--seeds needs at least one seed")
+        if self.resamples < 100:
+            raise ConfigError(f"--resamples must be at least 100 for a 95 % interval, got {self.resamples}")
 
 
 @dataclass
@@ -59,6 +67,7 @@ class DatasetResult:
     no_captions: dict[str, int]
     cache: dict[str, object]
     scores: dict = field(default_factory=dict)
+    diagnosis: dict = field(default_factory=dict)
 
 
 def evaluate(
@@ -74,6 +83,10 @@ def evaluate(
     results = []
     started = time.perf_counter()
     setup = setup_key(workspace, coarse_k=options.coarse_k, max_k=max_k)
+    attributes: dict[str, dict[str, str]] = {}
+    for corpus, path in options.corpus_attributes.items():
+        for column, values in read_corpus_attributes(corpus, path).items():
+            attributes.setdefault(column, {}).update(values)
     for dataset in datasets:
         cache = EvalCache(settings.home / "cache", dataset, setup)
         arrays = None if options.refresh else cache.load()
@@ -95,14 +108,37 @@ def evaluate(
         }
         scores = scoring.score_dataset(p_image, p_text, np.asarray(dataset.targets), methods=options.methods,
                                        ks=options.ks, seeds=options.seeds, case_k=options.k)
+        diagnosis = diagnose(slots=arrays.fine_slots, fine_pairs=arrays.fine_pairs, coarse_pairs=arrays.coarse_pairs,
+                             pair_ids=arrays.pair_ids.tolist(), caption_embeddings=arrays.caption_embeddings,
+                             prompts=prompts, logit_scale=arrays.logit_scale, truth=np.asarray(dataset.targets),
+                             labels=dataset.labels, k=options.k, attributes=attributes or None)
         results.append(DatasetResult(
             name=dataset.name, layout=dataset.layout, source=str(dataset.source), n=len(dataset.images),
             classes=len(dataset.labels),
             no_captions={"fine": int((arrays.fine_slots[:, 0] < 0).sum()),
                          "indirect": int((arrays.indirect_slots[:, 0] < 0).sum())},
-            cache={"hit": hit, "path": str(cache.folder)}, scores=scores,
+            cache={"hit": hit, "path": str(cache.folder)}, scores=scores, diagnosis=diagnosis,
         ))
     return _summary(results, options, setup, time.perf_counter() - started)
+
+
+def _comparisons(results: list[DatasetResult], options: EvalOptions) -> dict:
+    """{baseline: {method: {dataset | "Avg": Interval dict}}}: each method minus each baseline, image by image."""
+    out: dict = {}
+    for baseline in (b for b in scoring.BASELINES if b in options.methods):
+        out[baseline] = {}
+        for m in (m for m in options.methods if m != baseline):
+            row = {}
+            pairs = [(np.asarray(r.scores["outcomes"][m]), np.asarray(r.scores["outcomes"][baseline]))
+                     for r in results]
+            for r, (a, b) in zip(results, pairs, strict=True):
+                row[r.name] = statistics.paired_difference(
+                    [a], [b], resamples=options.resamples, seed=options.bootstrap_seed).to_dict()
+            row["Avg"] = statistics.paired_difference(
+                [a for a, _ in pairs], [b for _, b in pairs], resamples=options.resamples,
+                seed=options.bootstrap_seed).to_dict()
+            out[baseline][m] = row
+    return out
 
 
 class _Null:
@@ -121,6 +157,7 @@ def _summary(results: list[DatasetResult], options: EvalOptions, setup: dict, se
         table[m] = row
     by_k = {m: {k: float(np.mean([r.scores["accuracy"][m][k]["mean"] for r in results])) for k in options.ks}
             for m in options.methods}
+    comparisons = _comparisons(results, options)
     return {
         "settings": {
             "methods": list(options.methods), "k": options.k, "ks": list(options.ks), "coarse_k": options.coarse_k,
@@ -129,10 +166,18 @@ def _summary(results: list[DatasetResult], options: EvalOptions, setup: dict, se
                            "over seeds; each order is replayed as a fresh stream",
             "models": setup["models"], "store": setup["store"],
             "history": "not written: eval replays streams offline",
+            "intervals": f"{int(statistics.LEVEL * 100)} % paired percentile bootstrap over test images "
+                         f"({options.resamples} resamples, seed {options.bootstrap_seed}; datasets resampled "
+                         "separately, Avg as the mean over datasets) of each image's correctness averaged over "
+                         "the query orders: it covers the choice of test images, not the query order nor the "
+                         "models' training",
+            "corpus_attributes": {c: str(p) for c, p in options.corpus_attributes.items()},
         },
         "table": table,
+        "comparisons": comparisons,
         "accuracy_vs_k": by_k,
         "datasets": {r.name: {"layout": r.layout, "source": r.source, "n": r.n, "classes": r.classes,
-                              "no_captions": r.no_captions, "cache": r.cache, **r.scores} for r in results},
+                              "no_captions": r.no_captions, "cache": r.cache, "diagnosis": r.diagnosis,
+                              **r.scores} for r in results},
         "seconds": round(seconds, 2),
     }

@@ -25,6 +25,16 @@ import numpy as np
 from .. import method
 
 METHODS = ("zeroshot", "captions", "xmore", "xmore-l1", "xmore-none", "xmore-indirect")
+METHOD_NAMES = {
+    "zeroshot": "CLIP zero-shot (image only)",
+    "captions": "Caption ensemble (text only)",
+    "xmore": "X-MoRe (minmax)",
+    "xmore-l1": "X-MoRe (l1, the released code)",
+    "xmore-none": "X-MoRe (none: equal confidence)",
+    "xmore-indirect": "X-MoRe, indirect retrieval (coarse order)",
+}
+# The methods every other one is compared with, image by image (statistics.paired_difference).
+BASELINES = ("zeroshot", "captions")
 ENSEMBLES = {"xmore": ("minmax", "fine"), "xmore-l1": ("l1", "fine"), "xmore-none": ("none", "fine"),
              "xmore-indirect": ("minmax", "indirect")}
 DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
@@ -162,7 +172,9 @@ def score_dataset(
     p_text: {"fine": (len(ks), N, C), "indirect": (len(ks), N, C)} from
     text_probabilities_by_k. Returns plain Python values:
     {"accuracy": {method: {k: {"mean", "per_seed"}}}, "entropy": {"image", "text": {k}},
-    "confidence_by_case": {case: ...}} (cases at case_k, averaged over seeds).
+    "confidence_by_case": {case: ...}} (cases at case_k, averaged over seeds), and
+    "outcomes": {method: [N floats]}, each image's correctness at case_k averaged
+    over the seeds (what the paired bootstrap resamples).
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -170,23 +182,27 @@ def score_dataset(
     ks = [int(k) for k in ks]
     truth = np.asarray(truth)
     acc: dict[str, dict[int, dict]] = {m: {} for m in methods}
+    outcomes: dict[str, list[float]] = {}
     cases_per_seed = []
     for j, k in enumerate(ks):
         for name in methods:
             if name == "zeroshot":
-                per_seed = [accuracy(np.argmax(p_image, axis=-1), truth)] * len(seeds)
+                correct = [np.argmax(p_image, axis=-1) == truth] * len(seeds)
             elif name == "captions":
-                per_seed = [accuracy(text_predictions(p_image, p_text["fine"][j]), truth)] * len(seeds)
+                correct = [text_predictions(p_image, p_text["fine"][j]) == truth] * len(seeds)
             else:
                 mode, source = ENSEMBLES[name]
-                per_seed = []
+                correct = []
                 for seed in seeds:
                     result = replay(p_image, p_text[source][j], query_order(len(truth), seed), mode)
-                    per_seed.append(accuracy(np.argmax(result["p"], axis=-1), truth))
+                    correct.append(np.argmax(result["p"], axis=-1) == truth)
                     if name == "xmore" and k == case_k:
                         cases_per_seed.append(confidence_by_case(p_image, p_text["fine"][j], result["w_image"],
                                                                  result["w_text"], truth))
+            per_seed = [float(c.mean()) if len(truth) else float("nan") for c in correct]
             acc[name][k] = {"mean": float(np.mean(per_seed)), "per_seed": per_seed}
+            if k == case_k:
+                outcomes[name] = np.mean(correct, axis=0).astype(float).tolist()
     if not cases_per_seed and len(ks):  # xmore not among the methods: the cases still describe it
         j = ks.index(case_k)
         for seed in seeds:
@@ -205,4 +221,5 @@ def score_dataset(
         "accuracy": acc,
         "entropy": {"image": float(entropy(p_image).mean()), "text": text_entropy},
         "confidence_by_case": cases,
+        "outcomes": outcomes,
     }

@@ -2,11 +2,14 @@
 
 `schema` holds the tables (created only by the Alembic revisions in the
 top-level `migrations/`), `engine` connects and finds those migrations,
-`records` the frozen dataclasses, `store` the `ConfidenceHistory` itself.
+`database` the `Database` object (transactions, error translation, schema
+check) that the `ConfidenceHistory` (`store`) and the ingest `UnitLedger`
+(`units`) share, `records` the frozen dataclasses.
 """
 
 from __future__ import annotations
 
+from .database import Database
 from .engine import MIGRATIONS_DIR, alembic_config, create_history_engine, head_revision
 from .records import Decision, Event, ModalityStats, StreamStats
 from .store import ConfidenceHistory
@@ -14,6 +17,7 @@ from .store import ConfidenceHistory
 __all__ = [
     "MIGRATIONS_DIR",
     "ConfidenceHistory",
+    "Database",
     "Decision",
     "Event",
     "ModalityStats",

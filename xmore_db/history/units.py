@@ -29,8 +29,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
 
 from ..errors import BadInputError, IngestLockedError, UnknownCorpusError
+from .database import Database
 from .schema import ingest_units
-from .store import ConfidenceHistory, _utc
+from .store import _utc
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 STATUSES = (PENDING, RUNNING, DONE, FAILED)
@@ -90,12 +91,12 @@ class Claim:
         if not self._open:
             return
         self._open = False
-        with self.ledger._errors():
+        with self.ledger.database.errors():
             if self._held:
                 self._conn.rollback()
                 self._conn.close()
                 return
-            with self.ledger._history._transaction(write=True) as conn:
+            with self.ledger.database.transaction(write=True) as conn:
                 conn.execute(update(ingest_units).where(ingest_units.c.id == self.id)
                              .values(status=PENDING, worker=None))
 
@@ -107,7 +108,7 @@ class Claim:
         )
         statement = update(ingest_units).where(ingest_units.c.id == self.id).values(**values)
         self._open = False
-        with self.ledger._errors():
+        with self.ledger.database.errors():
             if self._held:
                 try:
                     self._conn.execute(statement)
@@ -115,26 +116,26 @@ class Claim:
                 finally:
                     self._conn.close()
                 return
-            with self.ledger._history._transaction(write=True) as conn:
+            with self.ledger.database.transaction(write=True) as conn:
                 conn.execute(statement)
 
 
 class UnitLedger:
-    """Work units in the database of a ConfidenceHistory (same engine, same error mapping)."""
+    """Work units of each corpus, in the history `Database` (the confidence history's own)."""
 
-    def __init__(self, history: ConfidenceHistory):
-        self._history = history
+    def __init__(self, database: Database):
+        self.database = database
 
     @property
     def dialect(self) -> str:
-        return self._history._get_engine().dialect.name
+        return self.database.dialect
 
     # -- the single-writer lock (SQLite) ------------------------------------
 
     @contextlib.contextmanager
     def writer_lock(self) -> Iterator[None]:
         """On SQLite, the exclusive ingest lock for the duration; on PostgreSQL nothing."""
-        path = self._history._sqlite_file()
+        path = self.database.sqlite_file
         if path is None:
             yield
             return
@@ -148,7 +149,7 @@ class UnitLedger:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise IngestLockedError(
-                    f"another xmore ingest is writing to {self._history._masked}; SQLite allows one "
+                    f"another xmore ingest is writing to {self.database.masked_url}; SQLite allows one "
                     "writer at a time: wait for it to finish, or use PostgreSQL (XMORE_DATABASE_URL) "
                     "for concurrent workers"
                 ) from None
@@ -161,7 +162,7 @@ class UnitLedger:
     def register(self, corpus: str, kind: str, source: str, units: list[str]) -> None:
         """Record the source's units as pending (those not known yet)."""
         now = datetime.now(timezone.utc)
-        with self._history._transaction(write=True) as conn:
+        with self.database.transaction(write=True) as conn:
             known = conn.execute(
                 select(ingest_units.c.kind, ingest_units.c.source).where(ingest_units.c.corpus == corpus).limit(1)
             ).first()
@@ -180,7 +181,7 @@ class UnitLedger:
     def prepare_run(self, corpus: str) -> None:
         """Failed units become pending again (a rerun retries them); on SQLite, so do running ones."""
         retry = [FAILED] if self.dialect == "postgresql" else [FAILED, RUNNING]
-        with self._history._transaction(write=True) as conn:
+        with self.database.transaction(write=True) as conn:
             conn.execute(update(ingest_units)
                          .where(ingest_units.c.corpus == corpus, ingest_units.c.status.in_(retry))
                          .values(status=PENDING))
@@ -195,9 +196,8 @@ class UnitLedger:
                 .order_by(ingest_units.c.unit).limit(1))
         mark = dict(status=RUNNING, worker=worker, started_at=now, attempts=ingest_units.c.attempts + 1)
         if self.dialect == "postgresql":
-            engine = self._history._get_engine()
-            with self._errors():
-                conn = engine.connect()
+            conn = self.database.connect()
+            with self.database.errors():
                 try:
                     conn.begin()
                     row = conn.execute(pick.with_for_update(skip_locked=True)).first()
@@ -210,7 +210,7 @@ class UnitLedger:
                     conn.close()
                     raise
             return Claim(self, conn, row.id, row.unit, held=True)
-        with self._history._transaction(write=True) as conn:
+        with self.database.transaction(write=True) as conn:
             row = conn.execute(pick).first()
             if row is None:
                 return None
@@ -220,7 +220,7 @@ class UnitLedger:
     # -- reading and deleting -------------------------------------------------
 
     def units(self, corpus: str) -> list[UnitRecord]:
-        with self._history._transaction() as conn:
+        with self.database.transaction() as conn:
             rows = conn.execute(select(ingest_units).where(ingest_units.c.corpus == corpus)
                                 .order_by(ingest_units.c.unit)).all()
         if not rows:
@@ -229,7 +229,7 @@ class UnitLedger:
 
     def corpora(self) -> list[CorpusRecord]:
         u = ingest_units.c
-        with self._history._transaction() as conn:
+        with self.database.transaction() as conn:
             rows = conn.execute(select(u.corpus, u.kind, u.source, u.status, u.rows, u.ingested, u.skipped,
                                        u.skip_reasons).order_by(u.corpus, u.unit)).all()
         out: dict[str, dict] = {}
@@ -246,25 +246,22 @@ class UnitLedger:
         return [CorpusRecord(**entry) for entry in out.values()]
 
     def delete(self, corpus: str) -> int:
-        with self._history._transaction(write=True) as conn:
+        with self.database.transaction(write=True) as conn:
             removed = conn.execute(delete(ingest_units).where(ingest_units.c.corpus == corpus)).rowcount
         if not removed:
             raise _unknown(corpus)
         return removed
 
+    def done_units(self, corpus: str) -> set[str]:
+        """The corpus' units recorded as done; none for a corpus not registered yet."""
+        u = ingest_units.c
+        with self.database.transaction() as conn:
+            return set(conn.execute(select(u.unit).where(u.corpus == corpus, u.status == DONE)).scalars())
+
     def exists(self, corpus: str) -> bool:
-        with self._history._transaction() as conn:
+        with self.database.transaction() as conn:
             return bool(conn.execute(select(func.count()).select_from(ingest_units)
                                      .where(ingest_units.c.corpus == corpus)).scalar())
-
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        from sqlalchemy import exc as sa_exc
-
-        try:
-            yield
-        except sa_exc.DBAPIError as exc:
-            raise self._history._translate(exc) from exc
 
 
 def _unknown(corpus: str) -> UnknownCorpusError:

@@ -94,14 +94,62 @@ def resolve_weights(
     return _cached_tag(spec, arch, cache_dir, role)
 
 
-def read_state_dict(path: Path) -> dict[str, Any]:
+def check_weights(spec: ModelSpec | str, *, cache_dir: Path | None = None, role: str | None = None) -> Weights:
+    """Resolve a spec's weights and make sure they can be read, without building a model.
+
+    A tag must be in the local cache; a local file must exist and read as a state
+    dict (safetensors' header, or `torch.load(weights_only=True)`, memory-mapped
+    where the format allows). What `xmore init` checks for every role before it
+    creates anything. Raises as `resolve_weights` does; each message names the
+    path and, with `role`, the variable that set it.
+    """
+    spec = ModelSpec.parse(spec) if isinstance(spec, str) else spec
+    try:
+        weights = resolve_weights(spec, cache_dir=cache_dir, role=role)
+        if weights.source == "file" and weights.path is not None:
+            check_state_dict(weights.path)
+    except (ConfigError, WeightsMissingError) as e:
+        if role not in ROLE_ENV or ROLE_ENV[role] in str(e):
+            raise
+        raise type(e)(f"{e} (set by {ROLE_ENV[role]}={spec})") from None
+    return weights
+
+
+def check_state_dict(path: Path) -> int:
+    """Check that a checkpoint holds a state dict without reading its tensors; return their number.
+
+    safetensors files: the header only. Zip checkpoints (torch.save's format):
+    `torch.load(weights_only=True, mmap=True)`. Older pickles are read whole.
+    Raises ConfigError with the messages of `read_state_dict`.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return len(read_state_dict(path, mmap=True))
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            count = len(list(f.keys()))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ConfigError(f"cannot read weights file {path}: not a valid safetensors "
+                          f"file ({first_line(e)})") from None
+    if not count:
+        raise ConfigError(f"weights file {path} does not hold a state_dict (a mapping of "
+                          "parameter names to tensors)")
+    return count
+
+
+def read_state_dict(path: Path, *, mmap: bool = False) -> dict[str, Any]:
     """Tensors by parameter name from a checkpoint, without running pickled code.
 
     `.safetensors` files are read by safetensors; anything else by
     `torch.load(weights_only=True)`, which refuses pickled objects other than
     tensors and plain containers. A `{"state_dict": ...}` wrapper and a
-    "module." prefix on every key (DataParallel) are removed. Raises ConfigError.
+    "module." prefix on every key (DataParallel) are removed. With `mmap`, a zip
+    checkpoint's tensors are memory-mapped instead of read. Raises ConfigError.
     """
+    import zipfile
+
     import torch
 
     path = Path(path)
@@ -120,7 +168,8 @@ def read_state_dict(path: Path) -> dict[str, Any]:
         try:
             with warnings.catch_warnings():  # torch's note on plain pickles' protocol is noise here
                 warnings.filterwarnings("ignore", message="Detected pickle protocol")
-                loaded = torch.load(path, map_location="cpu", weights_only=True)
+                loaded = torch.load(path, map_location="cpu", weights_only=True,
+                                    mmap=mmap and zipfile.is_zipfile(path))
         except pickle.UnpicklingError as e:
             raise ConfigError(
                 f"refused to load weights file {path}: it is not a plain state_dict of tensors "
@@ -128,9 +177,10 @@ def read_state_dict(path: Path) -> dict[str, Any]:
                 f"all; torch.load(weights_only=True) says: {_unpickling_reason(e)}); "
                 "save model.state_dict() with torch.save or as .safetensors"
             ) from None
-        except (RuntimeError, EOFError, OSError, ValueError) as e:
+        except Exception as e:  # garbage bytes fail in many ways (EOFError, KeyError, RuntimeError...)
+            reason = first_line(e) if isinstance(e, (RuntimeError, OSError, ValueError)) else ""
             raise ConfigError(f"cannot read weights file {path}: not a PyTorch checkpoint "
-                              f"({first_line(e) or type(e).__name__})") from None
+                              f"({reason or type(e).__name__})") from None
 
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
@@ -155,7 +205,8 @@ def first_line(e: BaseException) -> str:
 
 def _local_file(spec: ModelSpec, arch: str, path: Path, role: str | None) -> Weights:
     if not path.exists():
-        raise WeightsMissingError(f"weights file {path} for {spec}{role_words(role)} does not exist")
+        fix = f": point {ROLE_ENV[role]} at an existing checkpoint file" if role in ROLE_ENV else ""
+        raise WeightsMissingError(f"weights file {path} for {spec}{role_words(role)} does not exist{fix}")
     if not path.is_file():
         raise ConfigError(f"weights path {path} for {spec}{role_words(role)} is not a file")
     try:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import CaptionCache, CaptionHit, ImageHit, PairBatch, Provenance, VectorStore, pair_id
+from .base import VectorStore
+from .types import CaptionCache, CaptionHit, ImageHit, IndexState, PairBatch, Provenance, pair_id
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -42,6 +43,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "CaptionCache", "CaptionHit", "EdgeStore", "ImageHit", "PairBatch", "Provenance", "ServerStore",
+    "CaptionCache", "CaptionHit", "EdgeStore", "ImageHit", "IndexState", "PairBatch", "Provenance", "ServerStore",
     "VectorStore", "open_store", "pair_id",
 ]

@@ -1,147 +1,201 @@
-"""The vector store interface shared by the embedded (Qdrant Edge) and server backends.
+"""The vector store interface and the flow both engines share.
 
-Two collections joined by pair id: `images` holds the coarse encoder's image
-embeddings (named vector "coarse"), `texts` the fine encoder's caption
-embeddings (named vector "fine") with payload {caption, corpus, key}. Pair ids
-derive from (corpus, key), so re-ingesting a corpus overwrites, never duplicates.
+`VectorStore` holds everything that does not depend on the engine: the guard
+that refuses writes before open(), validation, id canonicalising, chunking,
+the texts-then-images write order, the mapping of engine points to hits, the
+caption cache's bookkeeping, and the index-build marker. A backend (edge.py,
+server.py) implements only the small `_hooks` below, each one engine call or
+a few, and its own lifecycle (init, open, close).
 
-Nothing here touches an engine: the dataclasses, the protocol, and the checks
-both backends run before any call to one.
+Every hook runs inside `self._calls(action)`, the backend's translation of
+engine failures into our errors, one line each.
 """
 
 from __future__ import annotations
 
-import re
-import uuid
-from collections.abc import Sequence
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, fields
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import StoreError, StoreMismatchError
+from ..errors import StoreError
+from .checks import (
+    cached_rows,
+    canonical_ids,
+    caption_hit,
+    check_batch,
+    check_candidates,
+    check_caption_vectors,
+    check_limit,
+    check_queries,
+    short,
+    sorted_by_score,
+)
+from .types import (
+    CAPTION_VECTOR,
+    COARSE_VECTOR,
+    COLLECTIONS,
+    FINE_VECTOR,
+    IMAGES,
+    LAYOUT,
+    TEXTS,
+    CaptionCache,
+    CaptionHit,
+    ImageHit,
+    IndexState,
+    PairBatch,
+    Provenance,
+    pair_id,
+)
 
-IMAGES = "images"
-TEXTS = "texts"
-COARSE_VECTOR = "coarse"
-FINE_VECTOR = "fine"
-# The classifier's text embedding of each caption, kept in `texts` beside the fine one
-# so that classification encodes no caption at query time (the caption cache).
-CAPTION_VECTOR = "classifier"
-
-# Fixed forever: changing it would give every stored pair a new id.
-PAIR_NAMESPACE = uuid.UUID("1e40783b-1b06-40d2-bb23-62347f75a1c8")
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def pair_id(corpus: str, key: str) -> str:
-    """The id of the pair `key` of `corpus` in both collections (a UUID string)."""
-    if "\x1f" in corpus:
-        raise ValueError(f"corpus name {corpus!r} contains the reserved separator \\x1f")
-    return str(uuid.uuid5(PAIR_NAMESPACE, f"{corpus}\x1f{key}"))
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """What built the collections. Storage records it; open() compares model names and sizes.
-
-    Fingerprints (e.g. a checkpoint hash) are kept for information only.
-    """
-
-    coarse_model: str
-    coarse_dim: int
-    fine_model: str
-    fine_dim: int
-    coarse_fingerprint: str | None = None
-    fine_fingerprint: str | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: object) -> Provenance:
-        """Raises ValueError on a record that is not one of ours."""
-        if not isinstance(data, dict):
-            raise ValueError("not a mapping")
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        for name in ("coarse_model", "fine_model"):
-            if not isinstance(values.get(name), str):
-                raise ValueError(f"{name} missing")
-        for name in ("coarse_dim", "fine_dim"):
-            if not isinstance(values.get(name), int) or values[name] < 1:
-                raise ValueError(f"{name} missing")
-        return cls(**values)
+READ_CHUNK = 1024
+# Set in the `images` record before a bulk load or an index build, cleared once the build
+# has finished: a process killed in between leaves it, and the next optimize() finishes the build.
+BUILD_PENDING = "index_build_pending"
 
 
-@dataclass(frozen=True)
-class CaptionCache:
-    """The classifier whose caption embeddings `texts` holds as the vector "classifier"."""
-
-    model: str
-    dim: int
-
-
-@dataclass(frozen=True)
-class PairBatch:
-    """Image-caption pairs of one corpus; row i of each field belongs to keys[i]."""
-
-    corpus: str
-    keys: list[str]
-    captions: list[str]
-    image_vectors: np.ndarray  # (n, coarse_dim)
-    text_vectors: np.ndarray  # (n, fine_dim)
-    caption_vectors: np.ndarray | None = None  # (n, cache dim): the caption cache's vectors, if it is on
-
-    @property
-    def ids(self) -> list[str]:
-        return [pair_id(self.corpus, key) for key in self.keys]
-
-
-@dataclass(frozen=True)
-class ImageHit:
-    pair_id: str
-    score: float
-
-
-@dataclass(frozen=True)
-class CaptionHit:
-    pair_id: str
-    score: float
-    caption: str
-    corpus: str
-    key: str
-
-
-@runtime_checkable
-class VectorStore(Protocol):
+class VectorStore(ABC):
     """One interface, two engines: EdgeStore (embedded) and ServerStore (qdrant-client).
 
     Constructing a store touches nothing; init() or open() does. Searches return
-    hits sorted by score (cosine similarity) descending, ids as strings.
+    hits sorted by score (cosine similarity) descending, ids as strings. Reads need
+    no configured models; writes need open() or init() first.
     """
 
     backend: str  # "qdrant-edge" | "qdrant-server"
     location: str  # path or URL, never a secret
+    write_chunk: int  # points per engine write call
 
+    def __init__(self, location: str):
+        self.location = location
+        self._stored: Provenance | None = None  # what the collections hold, once read
+        self._checked = False  # open()/init() compared the collections with the configured models
+
+    # -- lifecycle (engine-specific) -------------------------------------------
+
+    @abstractmethod
     def init(self, provenance: Provenance) -> bool:
         """Create absent collections (True if any was); validate existing ones like open()."""
-        ...
 
+    @abstractmethod
     def open(self, provenance: Provenance) -> None:
         """Check the stored provenance against `provenance` before anything is written."""
-        ...
 
+    @abstractmethod
     def stored_provenance(self) -> Provenance | None: ...
+
+    def close(self) -> None:
+        self._checked = False
+        self._close()
+
+    def __enter__(self) -> VectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes ----------------------------------------------------------------
 
     def upsert_pairs(self, batch: PairBatch) -> None:
         """Write texts, then images, and return once both are durable."""
-        ...
+        self._require_open()
+        ids, images, texts = check_batch(batch, self._provenance(), self.location)
+        if not ids:
+            return
+        text_vectors = {FINE_VECTOR: texts}
+        if batch.caption_vectors is not None:
+            text_vectors[CAPTION_VECTOR] = check_caption_vectors(
+                self.caption_cache(), batch.caption_vectors, len(ids), self.location)
+        # Texts first: an image point is what makes a pair reachable (coarse search),
+        # so a crash in between leaves at most an orphan caption nobody finds.
+        self._write(TEXTS, ids, text_vectors, [
+            {"caption": caption, "corpus": batch.corpus, "key": key}
+            for caption, key in zip(batch.captions, batch.keys, strict=True)
+        ], "writing captions")
+        self._write(IMAGES, ids, {COARSE_VECTOR: images},
+                    [{"corpus": batch.corpus, "key": key} for key in batch.keys], "writing images")
+
+    def _write(self, collection: str, ids: list[str], vectors: dict[str, np.ndarray],
+               payloads: list[dict], action: str) -> None:
+        with self._calls(action):
+            for start in range(0, len(ids), self.write_chunk):
+                stop = start + self.write_chunk
+                self._write_points(collection, ids[start:stop],
+                                   {name: matrix[start:stop] for name, matrix in vectors.items()},
+                                   payloads[start:stop])
+            self._flush(collection)
+
+    def delete_corpus(self, corpus: str) -> None:
+        """Remove the corpus' points from both collections (images first: pairs stop being reachable)."""
+        self._provenance()
+        for name in COLLECTIONS:
+            with self._calls("deleting a corpus"):
+                self._delete_corpus(name, corpus)
+
+    # -- the caption cache -----------------------------------------------------
+
+    def caption_cache(self) -> CaptionCache | None:
+        """The classifier the caption cache holds embeddings of, or None if there is none."""
+        with self._calls("reading the store record"):
+            entry = self._metadata(TEXTS).get("caption_cache")
+        return CaptionCache(model=entry["model"], dim=int(entry["dim"])) if entry else None
+
+    def set_caption_cache(self, cache: CaptionCache) -> None:
+        """Make `texts` hold `cache.model`'s caption embeddings; another model's are dropped."""
+        self._require_open()
+        with self._calls("reading the store record"):
+            record = self._metadata(TEXTS)
+        current, wanted = record.get("caption_cache"), {"model": cache.model, "dim": cache.dim}
+        if current == wanted:
+            return
+        with self._calls("creating the caption cache"):
+            self._replace_caption_vector(cache.dim, drop=bool(current))
+            record["caption_cache"] = wanted
+            self._set_metadata(TEXTS, record)
+
+    def caption_vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """(n, cache dim) cached caption embeddings of `ids`; NaN rows where none is stored."""
+        cache = self.caption_cache()
+        wanted = canonical_ids(ids)
+        if cache is None or not wanted:
+            return cached_rows(wanted, [], cache.dim if cache else 0)
+        with self._calls("reading cached caption embeddings"):
+            records = self._read_vectors(TEXTS, list(dict.fromkeys(wanted)), CAPTION_VECTOR)
+        return cached_rows(wanted, records, cache.dim)
+
+    def set_caption_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Store cached caption embeddings for existing `texts` points."""
+        self._require_open()
+        wanted = canonical_ids(ids)
+        matrix = check_caption_vectors(self.caption_cache(), vectors, len(wanted), self.location)
+        with self._calls("writing cached caption embeddings"):
+            self._write_vectors(TEXTS, wanted, CAPTION_VECTOR, matrix)
+
+    def uncached_captions(self, *, limit: int, offset: str | None = None) -> tuple[list[tuple[str, str]], str | None]:
+        """A page of (id, caption) without a cached embedding, and the next page's offset."""
+        with self._calls("listing captions without a cached embedding"):
+            records, next_offset = self._scroll_without_vector(TEXTS, CAPTION_VECTOR, limit=limit, offset=offset)
+        page = [(str(r.id), str((r.payload or {}).get("caption", ""))) for r in records]
+        return page, None if next_offset is None else str(next_offset)
+
+    # -- reads -----------------------------------------------------------------
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         """The ids among `ids` present in both collections."""
-        ...
+        wanted = list(dict.fromkeys(canonical_ids(ids)))
+        if not wanted:
+            return set()
+        self._provenance()
+        present: dict[str, set[str]] = {}
+        for name in COLLECTIONS:
+            found: set[str] = set()
+            for start in range(0, len(wanted), READ_CHUNK):
+                with self._calls("looking up ids"):
+                    found.update(str(pid) for pid in self._present_ids(name, wanted[start:start + READ_CHUNK]))
+            present[name] = found
+        return present[IMAGES] & present[TEXTS]
 
     def coarse_search(self, queries: np.ndarray, *, limit: int, hnsw_ef: int | None = None) -> list[list[ImageHit]]:
         """queries (B, coarse_dim): the `limit` nearest images of each, one batched call.
@@ -149,206 +203,195 @@ class VectorStore(Protocol):
         `hnsw_ef` is the graph search's beam width (None: the engine's default,
         which is no wider than `limit`); wider finds more of the exact neighbours.
         """
-        ...
+        matrix = check_queries(queries, self._provenance(), "coarse", self.location)
+        limit = check_limit(limit)
+        if len(matrix) == 0:
+            return []
+        with self._calls("coarse search"):
+            results = self._query_images(matrix, limit=limit, hnsw_ef=hnsw_ef)
+        return [sorted_by_score([ImageHit(pair_id=str(p.id), score=float(p.score)) for p in points])
+                for points in results]
 
     def fine_search(
         self, queries: np.ndarray, candidates: Sequence[Sequence[str]], *, limit: int
     ) -> list[list[CaptionHit]]:
         """queries (B, fine_dim): the `limit` nearest captions among candidates[i] for query i."""
-        ...
+        matrix = check_queries(queries, self._provenance(), "fine", self.location)
+        limit = check_limit(limit)
+        groups = check_candidates(candidates, len(matrix))
+        asked = [i for i, group in enumerate(groups) if group]
+        out: list[list[CaptionHit]] = [[] for _ in groups]
+        if not asked:
+            return out
+        with self._calls("fine search"):
+            results = self._query_texts(matrix[asked], [groups[i] for i in asked], limit=limit)
+        for i, points in zip(asked, results, strict=True):
+            out[i] = sorted_by_score([caption_hit(p) for p in points])
+        return out
 
-    def caption_cache(self) -> CaptionCache | None:
-        """The classifier the caption cache holds embeddings of, or None if there is none."""
-        ...
-
-    def set_caption_cache(self, cache: CaptionCache) -> None:
-        """Make `texts` hold `cache.model`'s caption embeddings; another model's are dropped."""
-        ...
-
-    def caption_vectors(self, ids: Sequence[str]) -> np.ndarray:
-        """(n, cache dim) cached caption embeddings of `ids`; NaN rows where none is stored."""
-        ...
-
-    def set_caption_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
-        """Store cached caption embeddings for existing `texts` points."""
-        ...
-
-    def uncached_captions(self, *, limit: int, offset: str | None = None) -> tuple[list[tuple[str, str]], str | None]:
-        """A page of (id, caption) without a cached embedding, and the next page's offset."""
-        ...
-
-    def counts(self) -> dict[str, int]: ...
+    def counts(self) -> dict[str, int]:
+        return self._counts(None)
 
     def corpus_counts(self, corpus: str) -> dict[str, int]:
         """Points of one corpus in each collection (a count under a payload filter on `corpus`)."""
-        ...
+        return self._counts(corpus)
 
-    def delete_corpus(self, corpus: str) -> None:
-        """Remove the corpus' points from both collections (images first: pairs stop being reachable)."""
-        ...
+    def _counts(self, corpus: str | None) -> dict[str, int]:
+        self._provenance()
+        out = {}
+        for name in COLLECTIONS:
+            with self._calls("counting points"):
+                out[name] = int(self._count(name, corpus))
+        return out
 
-    def bulk_load(self) -> AbstractContextManager[None]:
-        """A context for a large load: graph building deferred, rebuilt once at the end."""
-        ...
+    # -- the index -------------------------------------------------------------
 
-    def optimize(self) -> None: ...
+    @contextlib.contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """A context for a large load: graph building deferred, built once, by optimize(), at the end.
 
-    def close(self) -> None: ...
+        The marker set first stays if the process dies before the build is done, so
+        the store knows (index_state) and the next optimize_if_needed() builds it.
+        """
+        self._require_open()
+        self._mark_build(pending=True)
+        with self._deferred_indexing():
+            yield
+        self.optimize()
 
+    def optimize(self) -> None:
+        """Build the index now (Edge: in this call; a server: starts it in the background)."""
+        self._require_open()
+        self._mark_build(pending=True)
+        with self._calls("optimizing"):
+            self._build_indexes()
+        self._mark_build(pending=False)
 
-# ---------------------------------------------------------------------------
-# Checks shared by the backends: they run before any engine call.
-# ---------------------------------------------------------------------------
+    def optimize_if_needed(self) -> bool:
+        """Finish a deferred or interrupted index build; True if there was one."""
+        if not any(state.needs_build for state in self.index_state().values()):
+            return False
+        self.optimize()
+        return True
 
+    def index_state(self) -> dict[str, IndexState]:
+        """Each collection's points, indexed vectors, and whether a build is owed."""
+        self._provenance()
+        with self._calls("reading the store record"):
+            pending = bool(self._metadata(IMAGES).get(BUILD_PENDING))
+        out = {}
+        for name in COLLECTIONS:
+            with self._calls("reading the index state"):
+                points, indexed, deferred = self._index_counts(name)
+            graph = LAYOUT[name].m > 0
+            out[name] = IndexState(points=int(points), indexed=None if indexed is None else int(indexed),
+                                   graph=graph, needs_build=bool(deferred or (graph and pending)))
+        return out
 
-def check_provenance(stored: Provenance, configured: Provenance, location: str) -> None:
-    """StoreMismatchError, one line naming each differing collection, if model or size differ."""
-    problems = []
-    for collection, role in ((IMAGES, "coarse"), (TEXTS, "fine")):
-        s_model, s_dim = getattr(stored, f"{role}_model"), getattr(stored, f"{role}_dim")
-        c_model, c_dim = getattr(configured, f"{role}_model"), getattr(configured, f"{role}_dim")
-        if (s_model, s_dim) != (c_model, c_dim):
-            problems.append(
-                f"collection {collection!r} was built with {s_model} ({s_dim}-d) "
-                f"but the configured {role} model is {c_model} ({c_dim}-d)"
-            )
-    if problems:
-        raise StoreMismatchError(
-            f"the vector store at {location} does not match the configured models: "
-            + "; ".join(problems)
-            + ": configure the models it was built with, or use a new store"
-        )
+    def _mark_build(self, *, pending: bool) -> None:
+        with self._calls("reading the store record"):
+            record = self._metadata(IMAGES)
+        if bool(record.get(BUILD_PENDING)) == pending:
+            return
+        if pending:
+            record[BUILD_PENDING] = True
+        else:
+            record.pop(BUILD_PENDING, None)
+        with self._calls("recording the index build"):
+            self._set_metadata(IMAGES, record)
 
+    def _require_open(self) -> None:
+        if not self._checked:
+            raise StoreError(f"the store at {self.location} was not opened: call open() or init() before writing")
 
-def check_batch(batch: PairBatch, provenance: Provenance, location: str) -> tuple[
-    list[str], np.ndarray, np.ndarray
-]:
-    """Validate a batch: returns (ids, image vectors float32, text vectors float32)."""
-    if not isinstance(batch.corpus, str) or not batch.corpus:
-        raise ValueError("PairBatch.corpus must be a non-empty string")
-    n = len(batch.keys)
-    if len(batch.captions) != n:
-        raise ValueError(f"PairBatch has {n} keys but {len(batch.captions)} captions")
-    if len(set(batch.keys)) != n:
-        raise ValueError("PairBatch.keys has duplicates")
-    images = _rows(batch.image_vectors, n, "image_vectors")
-    texts = _rows(batch.text_vectors, n, "text_vectors")
-    _check_dim(images, provenance.coarse_dim, IMAGES, provenance.coarse_model, "image", location)
-    _check_dim(texts, provenance.fine_dim, TEXTS, provenance.fine_model, "text", location)
-    return batch.ids, images, texts
+    # -- engine hooks ----------------------------------------------------------
 
-
-def check_queries(
-    queries: np.ndarray, provenance: Provenance, role: str, location: str
-) -> np.ndarray:
-    """(B, dim) float32 query matrix for `role` ("coarse" or "fine")."""
-    array = np.asarray(queries)
-    if array.ndim != 2:
-        raise ValueError(f"{role} queries must be a (B, dim) matrix, got shape {array.shape}")
-    array = _finite_float32(array, f"{role} queries")
-    if role == "coarse":
-        _check_dim(array, provenance.coarse_dim, IMAGES, provenance.coarse_model, "query", location)
-    else:
-        _check_dim(array, provenance.fine_dim, TEXTS, provenance.fine_model, "query", location)
-    return array
-
-
-def check_limit(limit: int) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
-        raise ValueError(f"limit must be a positive integer, got {limit!r}")
-    return int(limit)
-
-
-def check_candidates(candidates: Sequence[Sequence[str]], n_queries: int) -> list[list[str]]:
-    """Candidate ids per query, canonical UUID strings, duplicates removed in order."""
-    if isinstance(candidates, (str, bytes)) or len(candidates) != n_queries:
-        raise ValueError(f"expected one candidate list per query ({n_queries})")
-    return [list(dict.fromkeys(canonical_ids(group))) for group in candidates]
-
-
-def canonical_ids(ids: Sequence[str]) -> list[str]:
-    """Pair ids as the engines return them (lowercase hyphenated UUIDs); ValueError otherwise."""
-    if isinstance(ids, (str, bytes)):
-        raise ValueError("expected a sequence of pair ids, got a single string")
-    out = []
-    for value in ids:
-        if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
-            out.append(value)  # the common case, five times cheaper than parsing
-            continue
+    @contextlib.contextmanager
+    def _calls(self, action: str) -> Iterator[None]:
+        """The engine's failures, while doing `action`, as StoreError subclasses, one line each."""
         try:
-            out.append(str(uuid.UUID(str(value))))
-        except ValueError:
-            raise ValueError(f"{value!r} is not a pair id (a UUID string)") from None
-    return out
+            yield
+        except StoreError:
+            raise
+        except Exception as error:
+            raise self._translate(error, action) from error
+
+    @abstractmethod
+    def _translate(self, error: Exception, action: str) -> StoreError:
+        """Our error for an engine's failure while doing `action`."""
+
+    @abstractmethod
+    def _provenance(self) -> Provenance:
+        """What the collections hold, attaching to them first; StoreNotInitializedError if absent."""
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    @abstractmethod
+    def _metadata(self, collection: str) -> dict:
+        """A copy of the xmore record kept with `collection` (caption cache, build marker)."""
+
+    @abstractmethod
+    def _set_metadata(self, collection: str, record: dict) -> None:
+        """Replace the xmore record kept with `collection`, durably."""
+
+    @abstractmethod
+    def _write_points(self, collection: str, ids: list[str], vectors: dict[str, np.ndarray],
+                      payloads: list[dict]) -> None:
+        """Upsert one chunk of points: named vectors (rows match ids) and payloads."""
+
+    @abstractmethod
+    def _flush(self, collection: str) -> None:
+        """Make the writes to `collection` durable (a no-op where each write already waits)."""
+
+    @abstractmethod
+    def _write_vectors(self, collection: str, ids: list[str], name: str, matrix: np.ndarray) -> None:
+        """Set the named vector of existing points, durably."""
+
+    @abstractmethod
+    def _replace_caption_vector(self, dim: int, *, drop: bool) -> None:
+        """Create the caption-cache vector in `texts` (`dim`-d, cosine), dropping the old one first if `drop`."""
+
+    @abstractmethod
+    def _delete_corpus(self, collection: str, corpus: str) -> None: ...
+
+    @abstractmethod
+    def _present_ids(self, collection: str, ids: list[str]) -> Iterable[object]:
+        """The ids among `ids` that `collection` holds."""
+
+    @abstractmethod
+    def _read_vectors(self, collection: str, ids: list[str], name: str) -> Sequence[object]:
+        """Records (.id, .vector {name: row}) of the points among `ids` that exist."""
+
+    @abstractmethod
+    def _scroll_without_vector(self, collection: str, name: str, *, limit: int,
+                               offset: str | None) -> tuple[Sequence[object], object | None]:
+        """A page of records (.id, .payload with "caption") lacking vector `name`, and the next offset."""
+
+    @abstractmethod
+    def _query_images(self, matrix: np.ndarray, *, limit: int, hnsw_ef: int | None) -> list[Sequence[object]]:
+        """Per query row, scored points (.id, .score) of `images`."""
+
+    @abstractmethod
+    def _query_texts(self, matrix: np.ndarray, groups: list[list[str]], *, limit: int) -> list[Sequence[object]]:
+        """Per query row, scored points (.id, .score, .payload) of `texts` among its group of ids, exactly."""
+
+    @abstractmethod
+    def _count(self, collection: str, corpus: str | None) -> int:
+        """Exact point count, of one corpus if given."""
+
+    @abstractmethod
+    def _index_counts(self, collection: str) -> tuple[int, int | None, bool]:
+        """(points, indexed vectors or None without an index, whether the engine itself owes a build)."""
+
+    def _deferred_indexing(self) -> AbstractContextManager[None]:
+        """A context during which the engine builds no index (a no-op where writes never index)."""
+        return contextlib.nullcontext()
+
+    @abstractmethod
+    def _build_indexes(self) -> None:
+        """Build (or start building) the index of every collection."""
 
 
-def sorted_by_score(hits: list) -> list:
-    """Score descending; the engines already return this order, this makes it a guarantee."""
-    return sorted(hits, key=lambda hit: -hit.score)
-
-
-def _rows(vectors: np.ndarray, n: int, name: str) -> np.ndarray:
-    array = np.asarray(vectors)
-    if array.ndim != 2 or array.shape[0] != n:
-        raise ValueError(f"PairBatch.{name} must have shape ({n}, dim), got {array.shape}")
-    return _finite_float32(array, f"PairBatch.{name}")
-
-
-def _finite_float32(array: np.ndarray, name: str) -> np.ndarray:
-    if not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"{name} must be numeric, got dtype {array.dtype}")
-    out = np.ascontiguousarray(array, dtype=np.float32)
-    if out.size and not np.isfinite(out).all():
-        raise ValueError(f"{name} contain NaN or infinite values")
-    if out.size and (np.linalg.norm(out, axis=1) == 0).any():
-        raise ValueError(f"{name} contain an all-zero vector (no direction for cosine)")
-    return out
-
-
-def _check_dim(
-    array: np.ndarray, dim: int, collection: str, model: str, what: str, location: str
-) -> None:
-    if array.shape[1] != dim:
-        raise StoreMismatchError(
-            f"{what} vectors have {array.shape[1]} dimensions but collection {collection!r} "
-            f"at {location} holds {dim}-d vectors of {model}"
-        )
-
-
-def short(error: BaseException, limit: int = 300) -> str:
-    """One line of an engine's message."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def engine_failure(action: str, location: str, error: BaseException) -> StoreError:
-    return StoreError(f"{action} failed at {location}: {short(error)}")
-
-
-__all__ = [
-    "COARSE_VECTOR", "FINE_VECTOR", "IMAGES", "TEXTS", "PAIR_NAMESPACE",
-    "CaptionHit", "ImageHit", "PairBatch", "Provenance", "VectorStore", "pair_id",
-]
-
-
-def check_caption_vectors(cache: CaptionCache | None, vectors: np.ndarray, n: int, location: str) -> np.ndarray:
-    """Caption-cache vectors as float32 (n, dim), or StoreMismatchError if the cache is off or sized otherwise."""
-    if cache is None:
-        raise StoreMismatchError(f"the vector store at {location} has no caption cache: enable it first")
-    matrix = _rows(vectors, n, "caption_vectors")
-    if matrix.shape[1] != cache.dim:
-        raise StoreMismatchError(
-            f"caption vectors are {matrix.shape[1]}-d but the caption cache at {location} holds "
-            f"{cache.model} ({cache.dim}-d)"
-        )
-    return matrix
-
-
-def cached_rows(wanted: list[str], records: Sequence[object], dim: int) -> np.ndarray:
-    """(len(wanted), dim) float32: each retrieved record's caption-cache vector in `wanted` order, NaN where absent."""
-    found = {str(r.id): (r.vector or {}).get(CAPTION_VECTOR) for r in records}
-    out = np.full((len(wanted), dim), np.nan, dtype=np.float32)
-    for row, pid in enumerate(wanted):
-        if found.get(pid) is not None:
-            out[row] = found[pid]
-    return out
+# Re-exported: older imports name these here.
+__all__ = ["COARSE_VECTOR", "FINE_VECTOR", "IMAGES", "TEXTS", "VectorStore", "pair_id", "short"]

@@ -2,13 +2,15 @@
 
 Layout under the store path (`<home>/qdrant`):
 
-    xmore-store.json   what built the collections (written once, by init)
+    xmore-store.json   what built the collections (written by init), the caption
+                       cache, and the index-build marker (written atomically)
     images/            EdgeShard, named vector "coarse", HNSW m=16
     texts/             EdgeShard, named vector "fine", no graph (m=0): only ever
                        searched under a has_id filter, which touches only the listed points
 
 Points are searchable as soon as they are written; the HNSW graph of `images`
-is built by optimize(), which ingest calls at its end.
+is built by optimize(), which ingest calls at its end. The shared flow is in
+base.py; this module holds the engine calls.
 """
 
 from __future__ import annotations
@@ -17,67 +19,32 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import qdrant_edge as qe
 
-from ..errors import (
-    StoreError,
-    StoreLockedError,
-    StoreMismatchError,
-    StoreNotInitializedError,
-)
-from .base import (
-    CAPTION_VECTOR,
-    COARSE_VECTOR,
-    FINE_VECTOR,
-    IMAGES,
-    TEXTS,
-    CaptionCache,
-    CaptionHit,
-    ImageHit,
-    PairBatch,
-    Provenance,
-    cached_rows,
-    canonical_ids,
-    check_batch,
-    check_candidates,
-    check_caption_vectors,
-    check_limit,
-    check_provenance,
-    check_queries,
-    short,
-    sorted_by_score,
-)
+from ..errors import StoreError, StoreLockedError, StoreMismatchError, StoreNotInitializedError
+from .base import VectorStore
+from .checks import check_provenance, short
+from .types import CAPTION_VECTOR, COLLECTIONS, HNSW_EF_CONSTRUCT, IMAGES, LAYOUT, TEXTS, Provenance
 
 RECORD_NAME = "xmore-store.json"
 RECORD_FORMAT = 1
-HNSW_M = 16
-HNSW_EF_CONSTRUCT = 100
 FULL_SCAN_THRESHOLD_KB = 10_000
 WRITE_CHUNK = 512
-READ_CHUNK = 1024
-
-# Which named vector, model role and graph each shard has.
-_LAYOUT = {
-    IMAGES: (COARSE_VECTOR, "coarse", HNSW_M),
-    TEXTS: (FINE_VECTOR, "fine", 0),
-}
 
 
-class EdgeStore:
+class EdgeStore(VectorStore):
     """Qdrant Edge shards under `path`. Constructing touches nothing; init() or open() does."""
 
     backend = "qdrant-edge"
+    write_chunk = WRITE_CHUNK
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.location = str(self.path)
+        super().__init__(str(self.path))
         self._shards: dict[str, qe.EdgeShard] | None = None
-        self._stored: Provenance | None = None
-        self._checked = False  # open()/init() compared the record with the configured models
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -118,8 +85,9 @@ class EdgeStore:
             check_provenance(stored, provenance, self.location)
         self._check_shard_sizes(provenance)
         if stored is None:
-            self._write_record(provenance)
-        created = [name for name in (IMAGES, TEXTS) if not self._shard_exists(name)]
+            self._write_record({"format": RECORD_FORMAT, "backend": self.backend,
+                                "provenance": provenance.to_dict()})
+        created = [name for name in COLLECTIONS if not self._shard_exists(name)]
         self._load_shards(create=provenance)
         self._checked = True
         return bool(created)
@@ -133,207 +101,116 @@ class EdgeStore:
         self._attach()
         self._checked = True
 
-    def close(self) -> None:
-        self._close_shards()
-        self._checked = False
-
-    def __enter__(self) -> EdgeStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- writes ------------------------------------------------------------
-
-    def upsert_pairs(self, batch: PairBatch) -> None:
-        if not self._checked:
-            raise StoreError(
-                f"the store at {self.location} was not opened: call open() or init() before writing"
-            )
-        shards = self._attach()
-        ids, images, texts = check_batch(batch, self._stored, self.location)
-        if not ids:
+    def _close(self) -> None:
+        shards, self._shards = self._shards, None
+        if not shards:
             return
-        cached = None
-        if batch.caption_vectors is not None:
-            cache = self.caption_cache()
-            cached = check_caption_vectors(cache, batch.caption_vectors, len(ids), self.location).tolist()
-        # Texts first: an image point is what makes a pair reachable (coarse search),
-        # so a crash in between leaves at most an orphan caption nobody finds.
-        with self._engine("writing captions"):
-            for start in range(0, len(ids), WRITE_CHUNK):
-                stop = start + WRITE_CHUNK
-                # Lists convert to the engine's vectors faster than numpy rows do.
-                vectors = [{FINE_VECTOR: v} for v in texts[start:stop].tolist()]
-                if cached is not None:
-                    for named, c in zip(vectors, cached[start:stop], strict=True):
-                        named[CAPTION_VECTOR] = c
-                points = [
-                    qe.Point(pid, named, {"caption": caption, "corpus": batch.corpus, "key": key})
-                    for pid, named, caption, key in zip(
-                        ids[start:stop], vectors, batch.captions[start:stop], batch.keys[start:stop], strict=True,
-                    )
-                ]
-                shards[TEXTS].update(qe.UpdateOperation.upsert_points(points))
-            shards[TEXTS].flush()
-        with self._engine("writing images"):
-            for start in range(0, len(ids), WRITE_CHUNK):
-                stop = start + WRITE_CHUNK
-                points = [
-                    qe.Point(pid, {COARSE_VECTOR: vector},
-                             {"corpus": batch.corpus, "key": key})
-                    for pid, vector, key in zip(
-                        ids[start:stop], images[start:stop].tolist(), batch.keys[start:stop], strict=True
-                    )
-                ]
-                shards[IMAGES].update(qe.UpdateOperation.upsert_points(points))
-            shards[IMAGES].flush()
+        errors = []
+        for shard in shards.values():
+            try:
+                shard.close()
+            except Exception as error:  # noqa: BLE001 - close the other one anyway
+                errors.append(error)
+        if errors:
+            raise StoreError(f"closing the store at {self.location} failed: {short(errors[0])}")
 
-    # -- caption cache -----------------------------------------------------
+    # -- engine hooks (see base.py) ----------------------------------------
 
-    def caption_cache(self) -> CaptionCache | None:
-        entry = (self._record() or {}).get("caption_cache")
-        return CaptionCache(model=entry["model"], dim=int(entry["dim"])) if entry else None
+    def _provenance(self) -> Provenance:
+        self._attach()
+        return self._stored
 
-    def set_caption_cache(self, cache: CaptionCache) -> None:
-        current = self.caption_cache()
-        if current == cache:
-            return
-        shards = self._attach()
-        with self._engine("creating the caption cache"):
-            if current is not None:
-                shards[TEXTS].update(qe.UpdateOperation.delete_vector_name(CAPTION_VECTOR))
-            shards[TEXTS].update(qe.UpdateOperation.create_dense_vector(CAPTION_VECTOR, cache.dim, qe.Distance.Cosine))
-            shards[TEXTS].flush()
-        self._write_record(self.stored_provenance(), cache)
+    def _metadata(self, collection: str) -> dict:
+        record = self._record()  # one record for both shards
+        return dict(record) if isinstance(record, dict) else {}
 
-    def caption_vectors(self, ids: Sequence[str]) -> np.ndarray:
-        cache = self.caption_cache()
-        wanted = canonical_ids(ids)
-        if cache is None or not wanted:
-            return cached_rows(wanted, [], cache.dim if cache else 0)
-        shards = self._attach()
-        with self._engine("reading cached caption embeddings"):
-            records = shards[TEXTS].retrieve(list(dict.fromkeys(wanted)), with_payload=False,
-                                            with_vector=[CAPTION_VECTOR])
-        return cached_rows(wanted, records, cache.dim)
+    def _set_metadata(self, collection: str, record: dict) -> None:
+        self._write_record(record)
 
-    def set_caption_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
-        wanted = canonical_ids(ids)
-        matrix = check_caption_vectors(self.caption_cache(), vectors, len(wanted), self.location)
-        shards = self._attach()
-        with self._engine("writing cached caption embeddings"):
-            shards[TEXTS].update(qe.UpdateOperation.update_vectors(
-                [qe.PointVectors(pid, {CAPTION_VECTOR: v}) for pid, v in zip(wanted, matrix.tolist(), strict=True)]))
-            shards[TEXTS].flush()
+    def _write_points(self, collection: str, ids: list[str], vectors: dict[str, np.ndarray],
+                      payloads: list[dict]) -> None:
+        # Lists convert to the engine's vectors faster than numpy rows do.
+        rows = {name: matrix.tolist() for name, matrix in vectors.items()}
+        points = [qe.Point(pid, {name: rows[name][i] for name in rows}, payload)
+                  for i, (pid, payload) in enumerate(zip(ids, payloads, strict=True))]
+        self._shard(collection).update(qe.UpdateOperation.upsert_points(points))
 
-    def uncached_captions(self, *, limit: int, offset: str | None = None) -> tuple[list[tuple[str, str]], str | None]:
-        shards = self._attach()
-        with self._engine("listing captions without a cached embedding"):
-            records, next_offset = shards[TEXTS].scroll(qe.ScrollRequest(
-                offset=offset, limit=limit, filter=qe.Filter(must_not=[qe.HasVectorCondition(CAPTION_VECTOR)]),
-                with_payload=["caption"], with_vector=False))
-        page = [(str(r.id), str((r.payload or {}).get("caption", ""))) for r in records]
-        return page, None if next_offset is None else str(next_offset)
+    def _flush(self, collection: str) -> None:
+        self._shard(collection).flush()
 
-    def delete_corpus(self, corpus: str) -> None:
-        shards = self._attach()
-        with self._engine("deleting a corpus"):
-            for name in (IMAGES, TEXTS):
-                shards[name].update(qe.UpdateOperation.delete_points_by_filter(_corpus_filter(corpus)))
-                shards[name].flush()
+    def _write_vectors(self, collection: str, ids: list[str], name: str, matrix: np.ndarray) -> None:
+        shard = self._shard(collection)
+        shard.update(qe.UpdateOperation.update_vectors(
+            [qe.PointVectors(pid, {name: v}) for pid, v in zip(ids, matrix.tolist(), strict=True)]))
+        shard.flush()
 
-    @contextlib.contextmanager
-    def bulk_load(self) -> Iterator[None]:
-        """Points are written without indexing anyway; the graph is built once, by optimize() at the end."""
-        yield
-        self.optimize()
+    def _replace_caption_vector(self, dim: int, *, drop: bool) -> None:
+        shard = self._shard(TEXTS)
+        if drop:
+            shard.update(qe.UpdateOperation.delete_vector_name(CAPTION_VECTOR))
+        shard.update(qe.UpdateOperation.create_dense_vector(CAPTION_VECTOR, dim, qe.Distance.Cosine))
+        shard.flush()
 
-    def optimize(self) -> None:
-        shards = self._attach()
-        with self._engine("optimizing"):
-            for name in (IMAGES, TEXTS):
-                shards[name].optimize()
+    def _delete_corpus(self, collection: str, corpus: str) -> None:
+        shard = self._shard(collection)
+        shard.update(qe.UpdateOperation.delete_points_by_filter(_corpus_filter(corpus)))
+        shard.flush()
 
-    # -- reads -------------------------------------------------------------
+    def _present_ids(self, collection: str, ids: list[str]) -> list[object]:
+        return [r.id for r in self._shard(collection).retrieve(ids, with_payload=False, with_vector=False)]
 
-    def existing_ids(self, ids: Sequence[str]) -> set[str]:
-        wanted = list(dict.fromkeys(canonical_ids(ids)))
-        if not wanted:
-            return set()
-        shards = self._attach()
-        present: dict[str, set[str]] = {}
-        with self._engine("looking up ids"):
-            for name in (IMAGES, TEXTS):
-                found: set[str] = set()
-                for start in range(0, len(wanted), READ_CHUNK):
-                    records = shards[name].retrieve(
-                        wanted[start:start + READ_CHUNK], with_payload=False, with_vector=False
-                    )
-                    found.update(str(record.id) for record in records)
-                present[name] = found
-        return present[IMAGES] & present[TEXTS]
+    def _read_vectors(self, collection: str, ids: list[str], name: str) -> list[qe.Record]:
+        return self._shard(collection).retrieve(ids, with_payload=False, with_vector=[name])
 
-    def coarse_search(self, queries: np.ndarray, *, limit: int, hnsw_ef: int | None = None) -> list[list[ImageHit]]:
-        shards = self._attach()
-        matrix = check_queries(queries, self._stored, "coarse", self.location)
-        limit = check_limit(limit)
-        if len(matrix) == 0:
-            return []
+    def _scroll_without_vector(self, collection: str, name: str, *, limit: int, offset: str | None):
+        return self._shard(collection).scroll(qe.ScrollRequest(
+            offset=offset, limit=limit, filter=qe.Filter(must_not=[qe.HasVectorCondition(name)]),
+            with_payload=["caption"], with_vector=False))
+
+    def _query_images(self, matrix: np.ndarray, *, limit: int, hnsw_ef: int | None) -> list[list[qe.ScoredPoint]]:
         params = qe.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
-        requests = [
-            qe.QueryRequest(limit=limit, query=qe.Query.Nearest(row, using=COARSE_VECTOR),
+        vector = LAYOUT[IMAGES].vector
+        return self._shard(IMAGES).query_batch(qe.QueryBatchRequest([
+            qe.QueryRequest(limit=limit, query=qe.Query.Nearest(row, using=vector),
                             params=params, with_payload=False, with_vector=False)
             for row in matrix
-        ]
-        with self._engine("coarse search"):
-            results = shards[IMAGES].query_batch(qe.QueryBatchRequest(requests))
-        return [
-            sorted_by_score([ImageHit(pair_id=str(p.id), score=float(p.score)) for p in points])
-            for points in results
-        ]
+        ]))
 
-    def fine_search(
-        self, queries: np.ndarray, candidates: Sequence[Sequence[str]], *, limit: int
-    ) -> list[list[CaptionHit]]:
-        shards = self._attach()
-        matrix = check_queries(queries, self._stored, "fine", self.location)
-        limit = check_limit(limit)
-        groups = check_candidates(candidates, len(matrix))
-        asked = [i for i, group in enumerate(groups) if group]
-        out: list[list[CaptionHit]] = [[] for _ in groups]
-        if not asked:
-            return out
-        requests = [
+    def _query_texts(self, matrix: np.ndarray, groups: list[list[str]], *, limit: int) -> list[list[qe.ScoredPoint]]:
+        vector = LAYOUT[TEXTS].vector
+        return self._shard(TEXTS).query_batch(qe.QueryBatchRequest([
             qe.QueryRequest(
-                limit=limit,
-                query=qe.Query.Nearest(matrix[i], using=FINE_VECTOR),
-                filter=qe.Filter(must=[qe.HasIdCondition(set(groups[i]))]),
+                limit=limit, query=qe.Query.Nearest(row, using=vector),
+                filter=qe.Filter(must=[qe.HasIdCondition(set(group))]),
                 params=qe.SearchParams(exact=True),  # no graph here anyway; makes it explicit
-                with_payload=True,
-                with_vector=False,
+                with_payload=True, with_vector=False,
             )
-            for i in asked
-        ]
-        with self._engine("fine search"):
-            results = shards[TEXTS].query_batch(qe.QueryBatchRequest(requests))
-        for i, points in zip(asked, results, strict=True):
-            out[i] = sorted_by_score([_caption_hit(p) for p in points])
-        return out
+            for row, group in zip(matrix, groups, strict=True)
+        ]))
 
-    def counts(self) -> dict[str, int]:
-        shards = self._attach()
-        with self._engine("counting points"):
-            return {name: int(shards[name].count(qe.CountRequest(exact=True)))
-                    for name in (IMAGES, TEXTS)}
+    def _count(self, collection: str, corpus: str | None) -> int:
+        request = qe.CountRequest(exact=True, filter=None if corpus is None else _corpus_filter(corpus))
+        return self._shard(collection).count(request)
 
-    def corpus_counts(self, corpus: str) -> dict[str, int]:
-        shards = self._attach()
-        with self._engine("counting points"):
-            return {name: int(shards[name].count(qe.CountRequest(exact=True, filter=_corpus_filter(corpus))))
-                    for name in (IMAGES, TEXTS)}
+    def _index_counts(self, collection: str) -> tuple[int, int | None, bool]:
+        info = self._shard(collection).info()
+        return info.points_count, info.indexed_vectors_count, False  # the record's marker says the rest
 
-    # -- internals ---------------------------------------------------------
+    def _build_indexes(self) -> None:
+        for name in COLLECTIONS:
+            self._shard(name).optimize()
+
+    def _translate(self, error: Exception, action: str) -> StoreError:
+        """Qdrant Edge raises bare Exceptions: a held lock is told apart by its message."""
+        lowered = str(error).lower()
+        if "wouldblock" in lowered or "wal" in lowered or "lock" in lowered:
+            return StoreLockedError(locked_message(self.location))
+        return StoreError(f"Qdrant Edge failed while {action} at {self.location}: {short(error)}")
+
+    # -- shards and the record ---------------------------------------------
+
+    def _shard(self, name: str) -> qe.EdgeShard:
+        return self._attach()[name]
 
     def _attach(self) -> dict[str, qe.EdgeShard]:
         """Load both shards once (reads need no configured models; writes need open())."""
@@ -349,15 +226,15 @@ class EdgeStore:
         shards = dict(self._shards or {})
         opened = []
         try:
-            for name in (IMAGES, TEXTS):
+            for name in COLLECTIONS:
                 if name in shards:
                     continue
                 folder = str(self.path / name)
                 if self._shard_exists(name):
-                    with self._engine(f"opening the {name} collection"):
+                    with self._calls(f"opening the {name} collection"):
                         shards[name] = qe.EdgeShard.load(folder)
                 elif create is not None:
-                    with self._engine(f"creating the {name} collection"):
+                    with self._calls(f"creating the {name} collection"):
                         shards[name] = qe.EdgeShard.create(folder, _config(name, create))
                 else:
                     raise StoreNotInitializedError(
@@ -371,26 +248,13 @@ class EdgeStore:
             raise
         self._shards, self._stored = shards, stored
 
-    def _close_shards(self) -> None:
-        shards, self._shards = self._shards, None
-        if not shards:
-            return
-        errors = []
-        for shard in shards.values():
-            try:
-                shard.close()
-            except Exception as error:  # noqa: BLE001 - close the other one anyway
-                errors.append(error)
-        if errors:
-            raise StoreError(f"closing the store at {self.location} failed: {short(errors[0])}")
-
     def _shard_exists(self, name: str) -> bool:
         folder = self.path / name
         return (folder / "edge_config.json").exists() or (folder / "segments").is_dir()
 
     def _check_shard_sizes(self, provenance: Provenance) -> None:
         """Cross-check the shards' own configs, read-only, before anything is written."""
-        for name, (vector, role, _) in _LAYOUT.items():
+        for name, (role, vector, _) in LAYOUT.items():
             try:
                 config = json.loads((self.path / name / "edge_config.json").read_text("utf-8"))
                 size = config["vectors"][vector]["size"]
@@ -406,12 +270,9 @@ class EdgeStore:
                     "or use a new store"
                 )
 
-    def _write_record(self, provenance: Provenance, caption_cache: CaptionCache | None = None) -> None:
+    def _write_record(self, data: dict) -> None:
+        """Replace the record atomically: a temporary file, fsynced, then renamed over it."""
         self.path.mkdir(parents=True, exist_ok=True)
-        data = {"format": RECORD_FORMAT, "backend": self.backend,
-                "provenance": provenance.to_dict()}
-        if caption_cache is not None:
-            data["caption_cache"] = {"model": caption_cache.model, "dim": caption_cache.dim}
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".xmore-store-", suffix=".json")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -425,16 +286,6 @@ class EdgeStore:
                 os.unlink(tmp)
             raise
 
-    @contextlib.contextmanager
-    def _engine(self, action: str) -> Iterator[None]:
-        """Qdrant Edge raises bare Exceptions; give them our types and one line."""
-        try:
-            yield
-        except StoreError:
-            raise
-        except Exception as error:
-            raise _translate(error, action, self.location) from error
-
 
 def locked_message(location: str) -> str:
     return (
@@ -444,16 +295,8 @@ def locked_message(location: str) -> str:
     )
 
 
-def _translate(error: Exception, action: str, location: str) -> StoreError:
-    text = str(error)
-    lowered = text.lower()
-    if "wouldblock" in lowered or "wal" in lowered or "lock" in lowered:
-        return StoreLockedError(locked_message(location))
-    return StoreError(f"Qdrant Edge failed while {action} at {location}: {short(error)}")
-
-
 def _config(name: str, provenance: Provenance) -> qe.EdgeConfig:
-    vector, role, m = _LAYOUT[name]
+    role, vector, m = LAYOUT[name]
     return qe.EdgeConfig(
         vectors={vector: qe.EdgeVectorParams(size=getattr(provenance, f"{role}_dim"),
                                              distance=qe.Distance.Cosine)},
@@ -464,11 +307,3 @@ def _config(name: str, provenance: Provenance) -> qe.EdgeConfig:
 
 def _corpus_filter(corpus: str) -> qe.Filter:
     return qe.Filter(must=[qe.FieldCondition(key="corpus", match=qe.MatchValue(corpus))])
-
-
-def _caption_hit(point: qe.ScoredPoint) -> CaptionHit:
-    payload = point.payload or {}
-    return CaptionHit(
-        pair_id=str(point.id), score=float(point.score), caption=str(payload.get("caption", "")),
-        corpus=str(payload.get("corpus", "")), key=str(payload.get("key", "")),
-    )

@@ -16,11 +16,12 @@ the listed points.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from ..config import Settings, mask_url_password
 from ..errors import (
@@ -31,61 +32,31 @@ from ..errors import (
     StoreNotInitializedError,
     StoreUnreachableError,
 )
-from .base import (
-    CAPTION_VECTOR,
-    COARSE_VECTOR,
-    FINE_VECTOR,
-    IMAGES,
-    TEXTS,
-    CaptionCache,
-    CaptionHit,
-    ImageHit,
-    PairBatch,
-    Provenance,
-    cached_rows,
-    canonical_ids,
-    check_batch,
-    check_candidates,
-    check_caption_vectors,
-    check_limit,
-    check_provenance,
-    check_queries,
-    short,
-    sorted_by_score,
-)
-
-if TYPE_CHECKING:
-    from qdrant_client import QdrantClient
+from .base import VectorStore
+from .checks import check_provenance, short
+from .types import CAPTION_VECTOR, COLLECTIONS, HNSW_EF_CONSTRUCT, IMAGES, LAYOUT, TEXTS, Provenance
 
 METADATA_KEY = "xmore"
 METADATA_FORMAT = 1
 DEFAULT_TIMEOUT_S = 30
-HNSW_M = 16
-HNSW_EF_CONSTRUCT = 100
 WRITE_CHUNK = 256
 # Qdrant's default indexing threshold (KB), restored after a bulk load that found 0.
 DEFAULT_INDEXING_THRESHOLD_KB = 20_000
-READ_CHUNK = 1024
-
-_ROLE = {IMAGES: ("coarse", COARSE_VECTOR, HNSW_M), TEXTS: ("fine", FINE_VECTOR, 0)}
 
 
-class ServerStore:
+class ServerStore(VectorStore):
     """Collections `{prefix}images` and `{prefix}texts` behind a QdrantClient (which it closes)."""
 
     backend = "qdrant-server"
+    write_chunk = WRITE_CHUNK
 
     def __init__(self, client: QdrantClient, *, location: str, collection_prefix: str = ""):
+        super().__init__(location)
         self.client = client
-        self.location = location
-        self.names = {IMAGES: f"{collection_prefix}{IMAGES}", TEXTS: f"{collection_prefix}{TEXTS}"}
-        self._stored: Provenance | None = None
-        self._checked = False
+        self.names = {name: f"{collection_prefix}{name}" for name in COLLECTIONS}
 
     @classmethod
     def from_settings(cls, settings: Settings, *, collection_prefix: str = "") -> ServerStore:
-        from qdrant_client import QdrantClient
-
         url = (settings.qdrant_url or "").strip()
         if url == ":memory:":
             return cls(QdrantClient(":memory:"), location=":memory:",
@@ -140,13 +111,11 @@ class ServerStore:
         )
 
     def init(self, provenance: Provenance) -> bool:
-        from qdrant_client import models
-
         infos = self._infos()
         self._validate(infos, provenance)
         missing = [name for name in (TEXTS, IMAGES) if infos[name] is None]
         for name in missing:
-            role, vector, m = _ROLE[name]
+            role, vector, m = LAYOUT[name]
             with self._calls(f"creating collection {self.names[name]!r}"):
                 self.client.create_collection(
                     self.names[name],
@@ -177,8 +146,6 @@ class ServerStore:
 
         qdrant-client's local mode has no payload indexes (it scans), so it is skipped there.
         """
-        from qdrant_client import models
-
         if self._is_local:
             return
         for name, info in infos.items():
@@ -204,231 +171,120 @@ class ServerStore:
                 )
         self._stored, self._checked = provenance, True
 
-    def close(self) -> None:
-        self._checked = False
+    def _close(self) -> None:
         with self._calls("closing the client"):
             self.client.close()
 
-    def __enter__(self) -> ServerStore:
-        return self
+    # -- engine hooks (see base.py) ----------------------------------------
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- writes ------------------------------------------------------------
-
-    def upsert_pairs(self, batch: PairBatch) -> None:
-        from qdrant_client import models
-
-        if not self._checked:
-            raise StoreError(
-                f"the store at {self.location} was not opened: call open() or init() before writing"
-            )
-        ids, images, texts = check_batch(batch, self._stored, self.location)
-        cached = None
-        if batch.caption_vectors is not None:
-            cached = check_caption_vectors(self.caption_cache(), batch.caption_vectors, len(ids), self.location)
-        # Texts first: an image point is what makes a pair reachable (coarse search),
-        # so a crash in between leaves at most an orphan caption nobody finds.
-        for start in range(0, len(ids), WRITE_CHUNK):
-            stop = start + WRITE_CHUNK
-            with self._calls("writing captions"):
-                self.client.upsert(self.names[TEXTS], wait=True, points=models.Batch(
-                    ids=ids[start:stop],
-                    vectors={FINE_VECTOR: texts[start:stop].tolist(),
-                             **({} if cached is None else {CAPTION_VECTOR: cached[start:stop].tolist()})},
-                    payloads=[{"caption": caption, "corpus": batch.corpus, "key": key}
-                              for caption, key in zip(batch.captions[start:stop],
-                                                      batch.keys[start:stop], strict=True)],
-                ))
-        for start in range(0, len(ids), WRITE_CHUNK):
-            stop = start + WRITE_CHUNK
-            with self._calls("writing images"):
-                self.client.upsert(self.names[IMAGES], wait=True, points=models.Batch(
-                    ids=ids[start:stop],
-                    vectors={COARSE_VECTOR: images[start:stop].tolist()},
-                    payloads=[{"corpus": batch.corpus, "key": key}
-                              for key in batch.keys[start:stop]],
-                ))
-
-    # -- caption cache -----------------------------------------------------
-
-    def _texts_record(self) -> dict:
-        with self._calls("reading collection info"):
-            info = self.client.get_collection(self.names[TEXTS])
+    def _metadata(self, collection: str) -> dict:
+        info = self.client.get_collection(self.names[collection])
         return dict((info.config.metadata or {}).get(METADATA_KEY) or {})
 
-    def caption_cache(self) -> CaptionCache | None:
-        entry = self._texts_record().get("caption_cache")
-        return CaptionCache(model=entry["model"], dim=int(entry["dim"])) if entry else None
+    def _set_metadata(self, collection: str, record: dict) -> None:
+        self.client.update_collection(self.names[collection], metadata={METADATA_KEY: record})
 
-    def set_caption_cache(self, cache: CaptionCache) -> None:
-        from qdrant_client import models
+    def _write_points(self, collection: str, ids: list[str], vectors: dict[str, np.ndarray],
+                      payloads: list[dict]) -> None:
+        self.client.upsert(self.names[collection], wait=True, points=models.Batch(
+            ids=ids, vectors={name: matrix.tolist() for name, matrix in vectors.items()}, payloads=payloads))
 
-        record = self._texts_record()
-        current = record.get("caption_cache")
-        if current == {"model": cache.model, "dim": cache.dim}:
-            return
-        with self._calls("creating the caption cache"):
-            if current:
-                self.client.delete_vector_name(self.names[TEXTS], CAPTION_VECTOR)
-            self.client.create_vector_name(self.names[TEXTS], CAPTION_VECTOR, models.DenseVectorNameConfig(
-                dense=models.DenseVectorConfig(size=cache.dim, distance=models.Distance.COSINE)))
-            record["caption_cache"] = {"model": cache.model, "dim": cache.dim}
-            self.client.update_collection(self.names[TEXTS], metadata={METADATA_KEY: record})
+    def _flush(self, collection: str) -> None:
+        """Nothing to do: every write waited (wait=True)."""
 
-    def caption_vectors(self, ids: Sequence[str]) -> np.ndarray:
-        cache = self.caption_cache()
-        wanted = canonical_ids(ids)
-        if cache is None or not wanted:
-            return cached_rows(wanted, [], cache.dim if cache else 0)
-        with self._calls("reading cached caption embeddings"):
-            records = self.client.retrieve(self.names[TEXTS], ids=list(dict.fromkeys(wanted)),
-                                           with_payload=False, with_vectors=[CAPTION_VECTOR])
-        return cached_rows(wanted, records, cache.dim)
+    def _write_vectors(self, collection: str, ids: list[str], name: str, matrix: np.ndarray) -> None:
+        self.client.update_vectors(self.names[collection], wait=True, points=[
+            models.PointVectors(id=pid, vector={name: v}) for pid, v in zip(ids, matrix.tolist(), strict=True)])
 
-    def set_caption_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
-        from qdrant_client import models
+    def _replace_caption_vector(self, dim: int, *, drop: bool) -> None:
+        if drop:
+            self.client.delete_vector_name(self.names[TEXTS], CAPTION_VECTOR)
+        self.client.create_vector_name(self.names[TEXTS], CAPTION_VECTOR, models.DenseVectorNameConfig(
+            dense=models.DenseVectorConfig(size=dim, distance=models.Distance.COSINE)))
 
-        wanted = canonical_ids(ids)
-        matrix = check_caption_vectors(self.caption_cache(), vectors, len(wanted), self.location)
-        with self._calls("writing cached caption embeddings"):
-            self.client.update_vectors(self.names[TEXTS], wait=True, points=[
-                models.PointVectors(id=pid, vector={CAPTION_VECTOR: v})
-                for pid, v in zip(wanted, matrix.tolist(), strict=True)])
+    def _delete_corpus(self, collection: str, corpus: str) -> None:
+        self.client.delete(self.names[collection], wait=True,
+                           points_selector=models.FilterSelector(filter=_corpus_filter(corpus)))
 
-    def uncached_captions(self, *, limit: int, offset: str | None = None) -> tuple[list[tuple[str, str]], str | None]:
-        from qdrant_client import models
+    def _present_ids(self, collection: str, ids: list[str]) -> list[object]:
+        records = self.client.retrieve(self.names[collection], ids=ids, with_payload=False, with_vectors=False)
+        return [record.id for record in records]
 
-        with self._calls("listing captions without a cached embedding"):
-            records, next_offset = self.client.scroll(
-                self.names[TEXTS], limit=limit, offset=offset, with_payload=["caption"], with_vectors=False,
-                scroll_filter=models.Filter(must_not=[models.HasVectorCondition(has_vector=CAPTION_VECTOR)]))
-        page = [(str(r.id), str((r.payload or {}).get("caption", ""))) for r in records]
-        return page, None if next_offset is None else str(next_offset)
+    def _read_vectors(self, collection: str, ids: list[str], name: str) -> list[object]:
+        return self.client.retrieve(self.names[collection], ids=ids, with_payload=False, with_vectors=[name])
 
-    def delete_corpus(self, corpus: str) -> None:
-        from qdrant_client import models
+    def _scroll_without_vector(self, collection: str, name: str, *, limit: int, offset: str | None):
+        return self.client.scroll(
+            self.names[collection], limit=limit, offset=offset, with_payload=["caption"], with_vectors=False,
+            scroll_filter=models.Filter(must_not=[models.HasVectorCondition(has_vector=name)]))
 
-        for name in (IMAGES, TEXTS):
-            with self._calls("deleting a corpus"):
-                self.client.delete(self.names[name], wait=True,
-                                   points_selector=models.FilterSelector(filter=_corpus_filter(corpus)))
+    def _query_images(self, matrix: np.ndarray, *, limit: int, hnsw_ef: int | None) -> list[list[object]]:
+        params = models.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
+        responses = self.client.query_batch_points(self.names[IMAGES], requests=[
+            models.QueryRequest(query=row, using=LAYOUT[IMAGES].vector, limit=limit, params=params,
+                                with_payload=False, with_vector=False)
+            for row in matrix.tolist()
+        ])
+        return [response.points for response in responses]
+
+    def _query_texts(self, matrix: np.ndarray, groups: list[list[str]], *, limit: int) -> list[list[object]]:
+        responses = self.client.query_batch_points(self.names[TEXTS], requests=[
+            models.QueryRequest(
+                query=row, using=LAYOUT[TEXTS].vector, limit=limit,
+                filter=models.Filter(must=[models.HasIdCondition(has_id=group)]),
+                params=models.SearchParams(exact=True),  # a scan of the listed points only
+                with_payload=True, with_vector=False,
+            )
+            for row, group in zip(matrix.tolist(), groups, strict=True)
+        ])
+        return [response.points for response in responses]
+
+    def _count(self, collection: str, corpus: str | None) -> int:
+        count_filter = None if corpus is None else _corpus_filter(corpus)
+        return self.client.count(self.names[collection], count_filter=count_filter, exact=True).count
+
+    def _index_counts(self, collection: str) -> tuple[int, int | None, bool]:
+        """Local mode keeps no index. A server owes a build while indexing is off (a bulk load
+        running, or one killed before it restored the threshold) or its optimizers wait (grey)."""
+        info = self.client.get_collection(self.names[collection])
+        if self._is_local:
+            return info.points_count or 0, None, False
+        deferred = _indexing_threshold(info) == 0 or str(getattr(info.status, "value", info.status)) == "grey"
+        return info.points_count or 0, info.indexed_vectors_count or 0, deferred
 
     @contextlib.contextmanager
-    def bulk_load(self) -> Iterator[None]:
+    def _deferred_indexing(self) -> Iterator[None]:
         """Indexing off (indexing_threshold 0) on both collections during the load, restored at the end.
 
         A value of 0 found at the start means another load is running (or one was
         killed): the server's default is restored then, never 0.
         """
-        from qdrant_client import models
-
         previous = {}
-        for name in (IMAGES, TEXTS):
+        for name in COLLECTIONS:
             with self._calls("reading collection settings"):
                 info = self.client.get_collection(self.names[name])
-            value = getattr(info.config.optimizer_config, "indexing_threshold", None)
-            previous[name] = value if value else DEFAULT_INDEXING_THRESHOLD_KB
+            previous[name] = _indexing_threshold(info) or DEFAULT_INDEXING_THRESHOLD_KB
             with self._calls("deferring indexing"):
-                self.client.update_collection(
-                    self.names[name], optimizers_config=models.OptimizersConfigDiff(indexing_threshold=0))
+                self._set_indexing_threshold(name, 0)
         try:
             yield
         finally:
             for name, value in previous.items():
                 with self._calls("restoring indexing"):
-                    self.client.update_collection(
-                        self.names[name], optimizers_config=models.OptimizersConfigDiff(indexing_threshold=value))
+                    self._set_indexing_threshold(name, value)
 
-    def optimize(self) -> None:
-        """Nothing to do: the server indexes in the background."""
+    def _build_indexes(self) -> None:
+        """The server builds in the background: turn indexing back on where a killed load left it off,
+        and wake optimizers that wait (an update of the collection's settings starts them)."""
+        if self._is_local:
+            return
+        for name in COLLECTIONS:
+            info = self.client.get_collection(self.names[name])
+            self._set_indexing_threshold(name, _indexing_threshold(info) or DEFAULT_INDEXING_THRESHOLD_KB)
 
-    # -- reads -------------------------------------------------------------
-
-    def existing_ids(self, ids: Sequence[str]) -> set[str]:
-        wanted = list(dict.fromkeys(canonical_ids(ids)))
-        if not wanted:
-            return set()
-        self._provenance()
-        present = {}
-        for name in (IMAGES, TEXTS):
-            found: set[str] = set()
-            for start in range(0, len(wanted), READ_CHUNK):
-                with self._calls("looking up ids"):
-                    records = self.client.retrieve(
-                        self.names[name], ids=wanted[start:start + READ_CHUNK],
-                        with_payload=False, with_vectors=False,
-                    )
-                found.update(str(record.id) for record in records)
-            present[name] = found
-        return present[IMAGES] & present[TEXTS]
-
-    def coarse_search(self, queries: np.ndarray, *, limit: int, hnsw_ef: int | None = None) -> list[list[ImageHit]]:
-        from qdrant_client import models
-
-        matrix = check_queries(queries, self._provenance(), "coarse", self.location)
-        limit = check_limit(limit)
-        if len(matrix) == 0:
-            return []
-        params = models.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
-        requests = [
-            models.QueryRequest(query=row, using=COARSE_VECTOR, limit=limit, params=params,
-                                with_payload=False, with_vector=False)
-            for row in matrix.tolist()
-        ]
-        with self._calls("coarse search"):
-            responses = self.client.query_batch_points(self.names[IMAGES], requests=requests)
-        return [
-            sorted_by_score([ImageHit(pair_id=str(p.id), score=float(p.score))
-                             for p in response.points])
-            for response in responses
-        ]
-
-    def fine_search(
-        self, queries: np.ndarray, candidates: Sequence[Sequence[str]], *, limit: int
-    ) -> list[list[CaptionHit]]:
-        from qdrant_client import models
-
-        matrix = check_queries(queries, self._provenance(), "fine", self.location)
-        limit = check_limit(limit)
-        groups = check_candidates(candidates, len(matrix))
-        asked = [i for i, group in enumerate(groups) if group]
-        out: list[list[CaptionHit]] = [[] for _ in groups]
-        if not asked:
-            return out
-        rows = matrix.tolist()
-        requests = [
-            models.QueryRequest(
-                query=rows[i], using=FINE_VECTOR, limit=limit,
-                filter=models.Filter(must=[models.HasIdCondition(has_id=groups[i])]),
-                params=models.SearchParams(exact=True),  # a scan of the listed points only
-                with_payload=True, with_vector=False,
-            )
-            for i in asked
-        ]
-        with self._calls("fine search"):
-            responses = self.client.query_batch_points(self.names[TEXTS], requests=requests)
-        for i, response in zip(asked, responses, strict=True):
-            out[i] = sorted_by_score([_caption_hit(p) for p in response.points])
-        return out
-
-    def counts(self) -> dict[str, int]:
-        self._provenance()
-        out = {}
-        for name in (IMAGES, TEXTS):
-            with self._calls("counting points"):
-                out[name] = int(self.client.count(self.names[name], exact=True).count)
-        return out
-
-    def corpus_counts(self, corpus: str) -> dict[str, int]:
-        self._provenance()
-        out = {}
-        for name in (IMAGES, TEXTS):
-            with self._calls("counting points"):
-                out[name] = int(self.client.count(self.names[name], count_filter=_corpus_filter(corpus),
-                                                  exact=True).count)
-        return out
+    def _set_indexing_threshold(self, name: str, value: int) -> None:
+        self.client.update_collection(
+            self.names[name], optimizers_config=models.OptimizersConfigDiff(indexing_threshold=value))
 
     # -- internals ---------------------------------------------------------
 
@@ -446,7 +302,7 @@ class ServerStore:
 
     def _infos(self) -> dict[str, object | None]:
         infos: dict[str, object | None] = {}
-        for name in (IMAGES, TEXTS):
+        for name in COLLECTIONS:
             with self._calls("reading collection info"):
                 exists = self.client.collection_exists(self.names[name])
                 infos[name] = self.client.get_collection(self.names[name]) if exists else None
@@ -459,7 +315,7 @@ class ServerStore:
                 continue
             stored = _metadata_provenance(info, self.names[name], self.location)
             check_provenance(stored, provenance, self.location)
-            role, vector, _ = _ROLE[name]
+            role, vector, _ = LAYOUT[name]
             vectors = info.config.params.vectors
             size = vectors[vector].size if isinstance(vectors, dict) and vector in vectors else None
             expected = getattr(provenance, f"{role}_dim")
@@ -472,47 +328,22 @@ class ServerStore:
                     "or a new store"
                 )
 
-    @contextlib.contextmanager
-    def _calls(self, action: str) -> Iterator[None]:
-        """Map qdrant-client failures to our errors, one line each."""
-        from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-
-        try:
-            yield
-        except StoreError:
-            raise
-        except ResponseHandlingException as error:
-            reason = getattr(error, "source", None) or error
-            raise StoreUnreachableError(
-                f"cannot reach Qdrant at {self.location}: {short(reason)}"
-            ) from error
-        except UnexpectedResponse as error:
+    def _translate(self, error: Exception, action: str) -> StoreError:
+        """qdrant-client's failures: unreachable, refused (API key), or an answer with its reason."""
+        unreachable = f"cannot reach Qdrant at {self.location}"
+        if isinstance(error, ResponseHandlingException):
+            return StoreUnreachableError(f"{unreachable}: {short(getattr(error, 'source', None) or error)}")
+        if isinstance(error, UnexpectedResponse):
             code = error.status_code
             if code in (401, 403):
-                raise StoreError(
-                    f"Qdrant at {self.location} refused the request ({code}): "
-                    "check XMORE_QDRANT_API_KEY"
-                ) from error
+                return StoreError(f"Qdrant at {self.location} refused the request ({code}): check XMORE_QDRANT_API_KEY")
             if code in (502, 503, 504):
-                raise StoreUnreachableError(
-                    f"cannot reach Qdrant at {self.location}: HTTP {code} {error.reason_phrase}"
-                ) from error
+                return StoreUnreachableError(f"{unreachable}: HTTP {code} {error.reason_phrase}")
             detail = short(error.content.decode("utf-8", "replace") if error.content else "")
-            raise StoreError(
-                f"Qdrant at {self.location} answered {code} while {action}: {detail}"
-            ) from error
-        except (ConnectionError, TimeoutError) as error:
-            raise StoreUnreachableError(
-                f"cannot reach Qdrant at {self.location}: {short(error)}"
-            ) from error
-        except Exception as error:
-            if _is_transport_error(error):
-                raise StoreUnreachableError(
-                    f"cannot reach Qdrant at {self.location}: {short(error)}"
-                ) from error
-            raise StoreError(
-                f"Qdrant failed while {action} at {self.location}: {short(error)}"
-            ) from error
+            return StoreError(f"Qdrant at {self.location} answered {code} while {action}: {detail}")
+        if isinstance(error, (ConnectionError, TimeoutError)) or _is_transport_error(error):
+            return StoreUnreachableError(f"{unreachable}: {short(error)}")
+        return StoreError(f"Qdrant failed while {action} at {self.location}: {short(error)}")
 
 
 def _is_transport_error(error: Exception) -> bool:
@@ -535,15 +366,9 @@ def _metadata_provenance(info: object, collection: str, location: str) -> Proven
         ) from None
 
 
-def _corpus_filter(corpus: str):
-    from qdrant_client import models
-
+def _corpus_filter(corpus: str) -> models.Filter:
     return models.Filter(must=[models.FieldCondition(key="corpus", match=models.MatchValue(value=corpus))])
 
 
-def _caption_hit(point: object) -> CaptionHit:
-    payload = point.payload or {}
-    return CaptionHit(
-        pair_id=str(point.id), score=float(point.score), caption=str(payload.get("caption", "")),
-        corpus=str(payload.get("corpus", "")), key=str(payload.get("key", "")),
-    )
+def _indexing_threshold(info: object) -> int | None:
+    return getattr(info.config.optimizer_config, "indexing_threshold", None)

@@ -7,6 +7,7 @@ sub-folder per class) and the CoOp split file (`split_zhou_<name>.json` with
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ class Task:
         return ATTRIBUTES[self.attribute]
 
 
+ATTRIBUTES_FILE = "attributes.csv"
+
 TASKS = {
     "shape": Task("shape", "shape"),
     "colour": Task("colour", "colour"),
@@ -45,15 +48,29 @@ def corpus_items(n: int, *, seed: int, sketch_fraction: float) -> list[Item]:
 
 def write_corpus(folder: str | Path, n: int, *, seed: int = 0, sketch_fraction: float = 0.25,
                  wrong_rate: float = 0.12, junk_rate: float = 0.05, size: int = 64) -> Path:
-    """n captioned images and captions.csv (header image,caption) in `folder`; returns the captions file."""
+    """n captioned images and captions.csv (header image,caption) in `folder`; returns the captions file.
+
+    Also writes attributes.csv: each pair's key (its image path, as ingest keys a
+    folder) and the drawn item's attributes, the ground truth a real corpus lacks
+    (`xmore eval --corpus-attributes` reads it to diagnose retrieval). A sketch
+    has no texture: its texture is left empty.
+    """
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed + 1_000_003)
-    rows = []
+    rows, truth = [], []
     for i, item in enumerate(corpus_items(n, seed=seed, sketch_fraction=sketch_fraction)):
         key = f"images/{i:06d}.png"
         draw(item, size=size, rng=rng).save(folder / key)
         rows.append({"image": key, "caption": caption_for(item, rng, wrong_rate=wrong_rate, junk_rate=junk_rate)})
+        attributes = {name: item.attribute(name) for name in ATTRIBUTES}
+        if item.style == "sketch":
+            attributes["texture"] = ""
+        truth.append({"key": key, **attributes, "style": item.style})
+    with (folder / ATTRIBUTES_FILE).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["key", *ATTRIBUTES, "style"])
+        writer.writeheader()
+        writer.writerows(truth)
     return write_captions(folder, rows)
 
 

@@ -1,50 +1,44 @@
-"""Ingesting a corpus, unit by unit, resumably, into the two collections.
+"""One ingest run: checks, unit registration, the worker threads and their stages.
 
-A source (`xmore_db.sources`) splits the corpus into work units; the unit ledger
-(`history.units`) records each unit's status in the SQL database. A worker
-claims a pending unit, reads it in batches, drops and counts bad rows, computes
-the embeddings the source does not bring, and hands each batch to one writer
-thread that upserts while the next batch is read and encoded. The unit is marked
-done only once all its batches are durable, so a process killed mid-unit leaves
-that unit pending: the next run writes it again under the same deterministic
-pair ids (no duplicate), texts before images, and a caption written without its
-image is completed then (no orphan).
-
-Images are decoded by a thread pool one batch ahead of the encoder, so the
-model does not wait on JPEG decoding. `workers` threads claim units in this
-process; more processes (on more machines) need PostgreSQL and a Qdrant server.
+A worker claims a pending unit and passes its batches through named stages:
+`_checked` drops and counts bad rows and rows already stored whole, the decode
+pool decodes the next batch's images while `_embedded` encodes this one, and
+the writer thread (`writer.Writer`) upserts. The unit is marked done only once
+all its batches are durable.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import queue
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import BadInputError, ImageError, UnitReadError
-from .sources import open_source
-from .sources.base import UNDECODABLE_IMAGE, RowBatch, caption_problems, vector_problems
-from .store import PairBatch, pair_id
+from ..errors import BadInputError, ImageError, UnitReadError
+from ..history.units import DONE, PENDING, worker_id
+from ..sources import open_source
+from ..sources.base import UNDECODABLE_IMAGE, RowBatch, caption_problems, vector_problems
+from ..store import PairBatch, pair_id
+from .report import IngestReport, UnitOutcome, summarize
+from .writer import AfterWrite, Writer, raise_failed_writes
 
 if TYPE_CHECKING:
-    from .history.units import Claim, UnitLedger
-    from .sources import Source
-    from .store import VectorStore
-    from .workspace import Workspace
+    from ..history.units import Claim, UnitLedger
+    from ..models import ClipEncoder
+    from ..sources import Source
+    from ..store import CaptionCache, VectorStore
+    from ..workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WRITE_BATCH = 1024
 DEFAULT_MAX_CAPTION_CHARS = 1000
-WRITE_QUEUE_DEPTH = 2  # batches waiting for the writer: bounds memory, keeps it busy
 
 
 @dataclass(frozen=True)
@@ -61,50 +55,6 @@ class IngestOptions:
                 raise BadInputError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
 
 
-@dataclass(frozen=True)
-class UnitOutcome:
-    unit: str
-    status: str  # done | failed
-    rows: int
-    ingested: int
-    already_present: int
-    skipped: int
-    skip_reasons: dict[str, int]
-    error: str | None
-    seconds: float
-    worker: str
-
-    @property
-    def pairs_per_second(self) -> float:
-        return self.ingested / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class IngestReport:
-    corpus: str
-    kind: str
-    source: str
-    units: int
-    units_done: int
-    units_failed: int
-    units_pending: int
-    processed: list[UnitOutcome]
-    rows: int
-    ingested: int
-    already_present: int
-    skipped: int
-    skip_reasons: dict[str, int]
-    seconds: float
-    optimize_seconds: float
-    collections: dict[str, int]
-    failures: dict[str, str] = field(default_factory=dict)
-    caption_cache: str = "off"  # "filled with MODEL", "off", or why it was not filled
-
-    @property
-    def pairs_per_second(self) -> float:
-        return self.ingested / self.seconds if self.seconds > 0 else 0.0
-
-
 def ingest(
     workspace: Workspace,
     path: str | Path,
@@ -117,74 +67,91 @@ def ingest(
     on_start: Callable[[int | None], None] = lambda total: None,
     on_progress: Callable[[int], None] = lambda n: None,
     on_unit: Callable[[UnitOutcome], None] = lambda outcome: None,
+    after_write: AfterWrite | None = None,
 ) -> IngestReport:
-    """Ingest the pending units of `path` into `corpus`; see the module docstring."""
-    from .history.units import DONE, FAILED, PENDING, UnitLedger
+    """Ingest the pending units of `path` into `corpus`; see the package docstring.
 
+    Everything that can be checked is checked before the first write: the
+    database schema, the store against the configured models, the source's
+    vector sizes, and the encoders the run needs (loaded, so missing or broken
+    weights fail here and no unit is registered). `after_write` is a test hook,
+    called on the writer thread after each durable write (see `writer.Writer`).
+    """
     if not corpus.strip():
         raise BadInputError("corpus name is empty: pass --corpus NAME")
     pair_id(corpus, "")  # refuses a reserved character before anything else
     started = time.perf_counter()
     source = open_source(path, kind=kind, captions=captions, text_emb=text_emb)
-    workspace.history.check()
-    ledger = UnitLedger(workspace.history)
+    workspace.database.check()
+    ledger = workspace.ledger
     with ledger.writer_lock():
         store = workspace.store()
         provenance = workspace.provenance()
         source.check(provenance.coarse_dim, provenance.fine_dim)
         units = source.units()
+        cache_note, cache_on, declare_cache = _caption_cache(workspace, store)
+        has_work = not set(units) <= ledger.done_units(corpus)
+        encoders = _load_encoders(workspace, source, cache_on) if has_work else {}
+        # Nothing was written before this point.
         ledger.register(corpus, source.kind, str(Path(path).resolve()), units)
         ledger.prepare_run(corpus)
+        if declare_cache is not None:
+            store.set_caption_cache(declare_cache)
         before = {record.unit: record for record in ledger.units(corpus)}
         pending = [u for u in units if before[u].status == PENDING]
         present_before = sum(before[u].ingested or 0 for u in units if before[u].status == DONE)
         on_start(_estimate(source, pending))
 
-        cache_note, cache_on = _caption_cache(workspace, store)
-        run = _Run(workspace, store, source, ledger, corpus, options, on_progress, on_unit, cache_on)
+        run = _Run(workspace, store, source, ledger, corpus, options, on_progress, on_unit, cache_on,
+                   encoders, after_write)
         optimize_seconds = 0.0
         if pending:
-            with store.bulk_load() if options.optimize else _no_bulk_load():
+            with store.bulk_load() if options.optimize else nullcontext():
                 run.work()
                 finishing = time.perf_counter()
             optimize_seconds = time.perf_counter() - finishing if options.optimize else 0.0
+        elif options.optimize:
+            finishing = time.perf_counter()
+            _finish_interrupted_build(store)
+            optimize_seconds = time.perf_counter() - finishing
         after = ledger.units(corpus)
         collections = store.counts()
 
-    processed = run.outcomes
-    reasons: Counter = Counter()
-    for outcome in processed:
-        reasons.update(outcome.skip_reasons)
-    statuses = Counter(record.status for record in after)
-    return IngestReport(
-        corpus=corpus, kind=source.kind, source=str(Path(path)), units=len(after),
-        units_done=statuses[DONE], units_failed=statuses[FAILED],
-        units_pending=len(after) - statuses[DONE] - statuses[FAILED], processed=processed,
-        rows=sum(o.rows for o in processed), ingested=sum(o.ingested for o in processed),
-        already_present=present_before + sum(o.already_present for o in processed),
-        skipped=sum(reasons.values()), skip_reasons=dict(sorted(reasons.items())),
-        seconds=time.perf_counter() - started, optimize_seconds=optimize_seconds, collections=collections,
-        failures={o.unit: o.error for o in processed if o.error}, caption_cache=cache_note,
+    return summarize(
+        corpus=corpus, kind=source.kind, source=str(Path(path)), processed=run.outcomes, after=after,
+        present_before=present_before, seconds=time.perf_counter() - started,
+        optimize_seconds=optimize_seconds, collections=collections, caption_cache=cache_note,
     )
 
 
-def _caption_cache(workspace: Workspace, store: VectorStore) -> tuple[str, bool]:
-    """Whether this run fills the caption cache, and a note saying so (or why not).
+def _finish_interrupted_build(store: VectorStore) -> None:
+    """No unit to write, but a graph build a killed run left unfinished is finished now."""
+    optimize_if_needed = getattr(store, "optimize_if_needed", None)  # until every store has it
+    if optimize_if_needed is not None:
+        optimize_if_needed()
 
-    A store without a cache gets one for the configured classifier. A cache that
-    holds another classifier's embeddings is left alone: `xmore captions cache
-    --rebuild` replaces it.
+
+def _caption_cache(workspace: Workspace, store: VectorStore) -> tuple[str, bool, CaptionCache | None]:
+    """Whether this run fills the caption cache, a note saying so (or why not), and the cache to declare.
+
+    A store without a cache gets one for the configured classifier (declared by
+    the caller once the checks pass). A cache that holds another classifier's
+    embeddings is left alone: `xmore cache-captions --rebuild` replaces it.
     """
     if not workspace.settings.caption_cache:
-        return "off", False
+        return "off", False, None
     wanted = workspace.caption_cache()
     current = store.caption_cache()
-    if current is None:
-        store.set_caption_cache(wanted)
-    elif current != wanted:
+    if current is not None and current != wanted:
         return (f"not filled: the cache holds {current.model}, the classifier is {wanted.model} "
-                "(`xmore captions cache --rebuild` replaces it)"), False
-    return f"filled with {wanted.model}", True
+                "(`xmore cache-captions --rebuild` replaces it)"), False, None
+    return f"filled with {wanted.model}", True, wanted if current is None else None
+
+
+def _load_encoders(workspace: Workspace, source: Source, caption_cache: bool) -> dict[str, ClipEncoder]:
+    """The encoders this run needs, loaded: missing or unloadable weights fail before anything is written."""
+    needed = {"coarse": source.computes_images, "fine": source.computes_texts, "classifier": caption_cache}
+    return {role: workspace.encoder(role) for role, wanted in needed.items() if wanted}
 
 
 def _estimate(source: Source, pending: list[str]) -> int | None:
@@ -198,14 +165,6 @@ def _estimate(source: Source, pending: list[str]) -> int | None:
     return None if any(e is None for e in estimates) else sum(estimates)
 
 
-class _no_bulk_load:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 class _Stopped(Exception):
     """Another worker failed: give the unit back."""
 
@@ -213,23 +172,24 @@ class _Stopped(Exception):
 class _Run:
     """One ingest run: worker threads, the decode pool, the writer thread."""
 
-    def __init__(self, workspace, store: VectorStore, source: Source, ledger: UnitLedger, corpus: str,
-                 options: IngestOptions, on_progress, on_unit, caption_cache: bool = False):
+    def __init__(self, workspace: Workspace, store: VectorStore, source: Source, ledger: UnitLedger, corpus: str,
+                 options: IngestOptions, on_progress, on_unit, caption_cache: bool,
+                 encoders: dict[str, ClipEncoder], after_write: AfterWrite | None):
         self.workspace, self.store, self.source, self.ledger = workspace, store, source, ledger
-        self.caption_cache = caption_cache
+        self.caption_cache, self.after_write = caption_cache, after_write
         self.corpus, self.options = corpus, options
         self.on_progress, self.on_unit = on_progress, on_unit
         self.outcomes: list[UnitOutcome] = []
         self.stop = threading.Event()
         self.store_lock = threading.Lock()  # qdrant-client's local mode is not thread-safe
         self.encode_lock = threading.Lock()  # one encoder call at a time; torch already uses every core
-        self._encoders: dict[str, object] = {}
+        self._encoders = dict(encoders)
         self._lock = threading.Lock()
 
     # -- threads ------------------------------------------------------------
 
     def work(self) -> None:
-        self.writer = _Writer(self.store, self.store_lock, _TestHooks.from_env())
+        self.writer = Writer(self.store, self.store_lock, self.after_write)
         self.decoder = ThreadPoolExecutor(self.options.decode_threads, thread_name_prefix="xmore-decode")
         try:
             if self.options.workers == 1:
@@ -262,8 +222,6 @@ class _Run:
             self.writer.close()
 
     def _worker(self) -> None:
-        from .history.units import worker_id
-
         while not self.stop.is_set():
             claim = self.ledger.claim(self.corpus, worker_id())
             if claim is None:
@@ -284,8 +242,6 @@ class _Run:
     # -- one unit -----------------------------------------------------------
 
     def _unit(self, claim: Claim) -> UnitOutcome:
-        from .history.units import worker_id
-
         started = time.perf_counter()
         rows = ingested = present = 0
         reasons: Counter = Counter()
@@ -305,7 +261,7 @@ class _Run:
                         caption_vectors=self._caption_vectors(batch.captions))))
                     ingested += len(batch)
                 self.on_progress(batch.rows)
-                _raise_failed_writes(futures)
+                raise_failed_writes(futures)
         except UnitReadError as exc:
             error = str(exc)
         for future in futures:  # the unit is done only once every batch of it is durable
@@ -384,77 +340,8 @@ class _Run:
         with self.encode_lock:
             return self._encoder("classifier").encode_texts(captions)
 
-    def _encoder(self, role: str):
+    def _encoder(self, role: str) -> ClipEncoder:
         with self._lock:
-            if role not in self._encoders:
+            if role not in self._encoders:  # loaded up front; a unit left pending by a race loads it here
                 self._encoders[role] = self.workspace.encoder(role)
             return self._encoders[role]
-
-
-def _raise_failed_writes(futures: list[Future]) -> None:
-    for future in futures:
-        if future.done() and future.exception() is not None:
-            raise future.exception()
-
-
-class _Writer:
-    """One thread upserting batches in order while the workers read and encode the next ones."""
-
-    def __init__(self, store: VectorStore, lock: threading.Lock, hooks: _TestHooks):
-        self.store, self.lock, self.hooks = store, lock, hooks
-        self._queue: queue.Queue = queue.Queue(maxsize=WRITE_QUEUE_DEPTH)
-        self._thread = threading.Thread(target=self._run, name="xmore-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, batch: PairBatch) -> Future:
-        future: Future = Future()
-        self._queue.put((batch, future))
-        return future
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch, future = item
-            try:
-                with self.lock:
-                    self.store.upsert_pairs(batch)
-            except BaseException as error:  # noqa: BLE001 - handed to the worker waiting on it
-                future.set_exception(error)
-                continue
-            future.set_result(len(batch.keys))
-            self.hooks.after_write()
-
-
-@dataclass
-class _TestHooks:
-    """Test-only: slow the writer down, or hang it after N writes (so a test can kill -9 mid-unit)."""
-
-    delay: float = 0.0
-    hang_after: int = 0
-    marker: str | None = None
-    writes: int = 0
-
-    @classmethod
-    def from_env(cls) -> _TestHooks:
-        return cls(delay=float(os.environ.get("XMORE_TEST_WRITE_DELAY") or 0),
-                   hang_after=int(os.environ.get("XMORE_TEST_HANG_AFTER_WRITES") or 0),
-                   marker=os.environ.get("XMORE_TEST_HANG_MARKER"))
-
-    def after_write(self) -> None:
-        self.writes += 1
-        if self.delay:
-            time.sleep(self.delay)
-        if self.hang_after and self.writes == self.hang_after:
-            if self.marker:
-                Path(self.marker).write_text(str(os.getpid()))
-            while True:
-                time.sleep(60)
-
-
-__all__ = ["IngestOptions", "IngestReport", "UnitOutcome", "ingest"]

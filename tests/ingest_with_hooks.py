@@ -1,0 +1,54 @@
+"""Test-only entry: `xmore ingest` with the writer's test hook, run as a subprocess by the kill -9 tests.
+
+    python tests/ingest_with_hooks.py PATH --corpus C [--text-emb DIR] [--write-batch N]
+        [--write-delay SECONDS] [--hang-after WRITES --hang-marker FILE]
+
+The settings come from the environment (XMORE_HOME, the models, the database),
+as for `xmore`. `--write-delay` slows every write down (so concurrent workers
+interleave); `--hang-after N` stops the writer after its Nth write, writing the
+process id to the marker file first, so the test can kill -9 it mid-unit.
+Prints the report as `xmore ingest --json` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from xmore_db.config import Settings
+from xmore_db.ingest import IngestOptions, ingest
+from xmore_db.workspace import Workspace
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("path")
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--text-emb")
+    parser.add_argument("--write-batch", type=int, default=1024)
+    parser.add_argument("--write-delay", type=float, default=0.0)
+    parser.add_argument("--hang-after", type=int, default=0)
+    parser.add_argument("--hang-marker")
+    args = parser.parse_args(argv)
+
+    def after_write(writes: int) -> None:
+        if args.write_delay:
+            time.sleep(args.write_delay)
+        if args.hang_after and writes == args.hang_after:
+            if args.hang_marker:
+                Path(args.hang_marker).write_text(str(os.getpid()))
+            while True:
+                time.sleep(60)
+
+    with Workspace(Settings.from_env()) as ws:
+        report = ingest(ws, args.path, corpus=args.corpus, text_emb=args.text_emb,
+                        options=IngestOptions(write_batch=args.write_batch), after_write=after_write)
+    print(json.dumps(asdict(report)))
+
+
+if __name__ == "__main__":
+    main()
