@@ -12,9 +12,9 @@ DEMO_MEDIUM := $(DEMO_STORE) XMORE_CLASSIFIER_MODEL=xmore-toy-medium:toy
 DEMO_EVAL := $(foreach t,shape colour texture shape-sketch,--dataset $(DEMO)/tests/$(t)) --seeds 0,1,2 \
 	--corpus-attributes toy-web=$(DEMO)/corpus/attributes.csv --diagnose
 
-.PHONY: install test lint demo clean
+.PHONY: install test test-slow lint demo clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[test]"
@@ -22,8 +22,12 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# The suite without the multi-process and kill -9 tests (marked slow); CI runs both targets.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
 
 lint: install
 	$(BIN)/ruff check .

@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from retrieval import make_data  # noqa: E402
 
 from xmore_db import method  # noqa: E402
+from xmore_db.classify import weigh  # noqa: E402
+from xmore_db.config import DEFAULT_TEMPLATE  # noqa: E402
 from xmore_db.history import ConfidenceHistory, Decision  # noqa: E402
 from xmore_db.models import class_embeddings, load_encoder  # noqa: E402
 from xmore_db.retrieval import retrieve  # noqa: E402
@@ -103,7 +105,7 @@ def main() -> None:
     history = ConfidenceHistory(f"sqlite:///{tmp}/history.sqlite3")
     history.migrate()
     labels = [f"class {i}" for i in range(args.labels)]
-    prompts = class_embeddings(classifier, labels, "a photo of a {label}.", None)
+    prompts = class_embeddings(classifier, labels, DEFAULT_TEMPLATE, None)
     from xmore_db.images import load_image
 
     paths, _ = write_queries(tmp / "queries", args.images + 1, seed=3)
@@ -146,11 +148,7 @@ def main() -> None:
         c_i, c_t = float(method.confidence(p_image)), float(method.confidence(p_text))
 
         def decide(stats):
-            w_i = method.adjust("minmax", c_i, seen_min=stats.image.min, seen_max=stats.image.max,
-                                seen_sum=stats.image.sum)
-            w_t = method.adjust("minmax", c_t, seen_min=stats.text.min, seen_max=stats.text.max,
-                                seen_sum=stats.text.sum)
-            p = method.ensemble(p_image, p_text, w_i, w_t)
+            p, w_i, w_t = weigh(stats, normalize="minmax", p_image=p_image, p_text=p_text, c_image=c_i, c_text=c_t)
             return Decision(w_image=w_i, w_text=w_t, prediction=labels[int(np.argmax(p))])
 
         return watch.time("SQL event write", history.record, "bench", c_image=c_i, c_text=c_t,

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from xmore_db.models import ensure_registered
-from xmore_db.models.catalogue import CONFIG_DIR
+from xmore_db.models.registry import CONFIG_DIR
 from xmore_db.toy import TASKS, caption_for, draw
 from xmore_db.toy.datasets import corpus_items
 

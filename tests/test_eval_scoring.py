@@ -69,8 +69,20 @@ def test_replay_l1_and_none_by_hand():
     assert np.allclose(none["p"][0], (P_IMAGE[0] + P_TEXT[0]) / 2)
 
 
+def _stats(seen: list[float]):
+    from xmore_db.history.records import ModalityStats
+
+    if not seen:
+        return ModalityStats(count=0, min=None, max=None, sum=0.0)
+    return ModalityStats(count=len(seen), min=min(seen), max=max(seen), sum=sum(seen))
+
+
 def test_replay_matches_the_per_query_path_of_classify():
-    """The vectorised replay equals method.adjust + method.ensemble one query at a time (what classify does)."""
+    """The vectorised replay equals classify's per-query weighing, one query at a time."""
+    from types import SimpleNamespace
+
+    from xmore_db.classify import weigh
+
     rng = np.random.default_rng(3)
     p_image = rng.dirichlet(np.ones(4), 40)
     p_text = rng.dirichlet(np.ones(4) * 0.5, 40)
@@ -82,15 +94,13 @@ def test_replay_matches_the_per_query_path_of_classify():
         for q in order:
             ci = float(method.confidence(p_image[q]))
             seen["i"].append(ci)
-            wi = method.adjust(mode, ci, seen_min=min(seen["i"]), seen_max=max(seen["i"]), seen_sum=sum(seen["i"]))
-            if np.isnan(p_text[q]).any():
-                expected = method.ensemble(p_image[q], None, wi, 0.0)
-            else:
-                ct = float(method.confidence(p_text[q]))
+            has_text = not np.isnan(p_text[q]).any()
+            ct = float(method.confidence(p_text[q])) if has_text else None
+            if has_text:
                 seen["t"].append(ct)
-                wt = method.adjust(mode, ct, seen_min=min(seen["t"]), seen_max=max(seen["t"]),
-                                   seen_sum=sum(seen["t"]))
-                expected = method.ensemble(p_image[q], p_text[q], wi, wt)
+            stats = SimpleNamespace(image=_stats(seen["i"]), text=_stats(seen["t"]))
+            expected, _, _ = weigh(stats, normalize=mode, p_image=p_image[q], p_text=p_text[q] if has_text else None,
+                                   c_image=ci, c_text=ct)
             assert np.allclose(out["p"][q], expected), (mode, q)
 
 

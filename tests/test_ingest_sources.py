@@ -86,10 +86,15 @@ def test_every_bad_row_kind_is_skipped_and_counted(edge_env, tmp_path):
     short = pq.read_table(folder / "metadata" / "metadata_0002.parquet").slice(0, 3)
     pq.write_table(short, folder / "metadata" / "metadata_0002.parquet")  # 5 vectors, 3 captions
 
-    report = ok_json("ingest", folder, "--corpus", "bad", "--max-caption-chars", "40")
-    assert report["units_done"] == 3 and report["ingested"] == 5 + 0 + 3
+    result = run("ingest", folder, "--corpus", "bad", "--max-caption-chars", "40", "--json")
+    assert result.exit_code == 1  # a partition of another width fails: all its rows skipped for one reason
+    report = json.loads(result.stdout)
+    assert (report["units_done"], report["units_failed"]) == (2, 1) and report["ingested"] == 5 + 0 + 3
     assert report["skip_reasons"] == {"caption_too_long": 1, "empty_caption": 2, "nan_embedding": 1,
                                       "row_count_mismatch": 2, "wrong_size_embedding": 6, "zero_norm_embedding": 1}
+    assert report["failures"] == {"0001": "unit 0001: all 6 rows skipped as wrong_size_embedding: likely, its "
+                                          "vectors were made by another model than the configured ones "
+                                          "(XMORE_COARSE_MODEL, XMORE_FINE_MODEL)"}
     units = {u["unit"]: u for u in ok_json("corpora", "show", "bad")["units"]}
     assert units["0000"]["skip_reasons"] == {"caption_too_long": 1, "empty_caption": 2, "nan_embedding": 1,
                                              "zero_norm_embedding": 1}

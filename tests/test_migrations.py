@@ -63,6 +63,9 @@ EXPECTED_COLUMNS = {
         "started_at",
         "finished_at",
         "seconds",
+        "source_size",
+        "source_mtime",
+        "note",
     },
 }
 
@@ -186,3 +189,12 @@ def test_downgrade_to_0001_drops_only_the_units_table(history_url):
     assert "ingest_units" not in columns and {"streams", "events"} <= set(columns)
     _alembic(history_url, command.upgrade, "head")
     assert "ingest_units" in _columns(history_url)
+
+
+def test_downgrade_to_0002_drops_only_the_unit_source_columns(history_url):
+    ConfidenceHistory(history_url).migrate()
+    _alembic(history_url, command.downgrade, "0002")
+    assert _columns(history_url)["ingest_units"] == EXPECTED_COLUMNS["ingest_units"] - {
+        "source_size", "source_mtime", "note"}
+    _alembic(history_url, command.upgrade, "head")
+    assert _columns(history_url)["ingest_units"] == EXPECTED_COLUMNS["ingest_units"]

@@ -78,3 +78,15 @@ def test_optimize_on_a_store_never_initialised_says_run_init(backend_env):
     assert result.stderr.startswith("Error: no collections at ") and result.stderr.rstrip().endswith(
         ": run `xmore init`")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ingest_rerun_finishes_an_interrupted_build(backend_env, corpus_dir):
+    xmore("init")
+    xmore("ingest", str(corpus_dir), "--corpus", "shapes")
+    interrupted_load()  # as if the ingest had been killed in its final build
+    assert xmore("status").stderr.strip() == WARNING
+    again = json.loads(xmore("ingest", str(corpus_dir), "--corpus", "shapes", "--json").stdout)
+    assert (again["ingested"], again["already_present"]) == (0, 60)  # no unit left to write ...
+    status = xmore("status", "--json")  # ... and still the build was finished
+    assert "Warning" not in status.stderr
+    assert not any(state["needs_build"] for state in json.loads(status.stdout)["index"].values())

@@ -142,3 +142,73 @@ def test_unknown_layout_and_missing_path(tmp_path):
         open_source(tmp_path / "nope")
     with pytest.raises(BadInputError, match="unknown source format 'zip'"):
         open_source(tmp_path / "empty", kind="zip")
+
+
+def test_captions_columns_separators_and_byte_order_marks(tmp_path):
+    from xmore_db.corpus import Columns, read_caption_rows
+
+    (tmp_path / "a.png").write_bytes(b"")
+    cases = {
+        "tab.csv": "\ufefffilepath\ttitle\na.png\tone, with a comma\n",  # open_clip, saved with a BOM
+        "semi.csv": "Image;Caption\r\na.png;one\r\n",  # Excel in a locale with decimal commas
+        "hf.jsonl": '{"file_name": "a.png", "text": "one"}\n',  # Hugging Face imagefolder
+    }
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        captions = read_caption_rows(tmp_path, tmp_path / name)
+        assert [(r.key, r.problem) for r in captions.rows] == [("a.png", None)], name
+    assert read_caption_rows(tmp_path, tmp_path / "tab.csv").rows[0].caption == "one, with a comma"
+    (tmp_path / "own.jsonl").write_text('{"pic": "a.png", "words": "one"}\n')
+    with pytest.raises(CaptionsError, match=r"has no image column and no caption column: found pic, words"):
+        read_caption_rows(tmp_path, tmp_path / "own.jsonl")
+    named = read_caption_rows(tmp_path, tmp_path / "own.jsonl", Columns(image="pic", caption="WORDS"))
+    assert (named.image_column, named.caption_column, named.rows[0].caption) == ("pic", "words", "one")
+    with pytest.raises(CaptionsError, match=r"separated by ','\) has no image column and no caption column.*"
+                                            r"try --separator tab"):
+        read_caption_rows(tmp_path, tmp_path / "tab.csv", Columns(separator=","))
+    with pytest.raises(CaptionsError, match="--separator applies to CSV captions files only"):
+        read_caption_rows(tmp_path, tmp_path / "hf.jsonl", Columns(separator=";"))
+
+
+def test_metadata_files_beside_the_images_are_captions_files(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "metadata.csv").write_text("file_name,text\na.png,one\n")
+    assert detect_kind(tmp_path) == "folder"
+    assert open_source(tmp_path).captions_path.name == "metadata.csv"
+
+
+def test_partitions_and_shards_in_natural_order(tmp_path):
+    folder = write_embeddings_folder(tmp_path / "emb", [1] * 11, coarse_dim=8, digits=1)
+    assert open_source(folder).units() == [str(i) for i in range(11)]
+    write_shards(tmp_path / "wds", [1, 1, 1])
+    for old, new in (("00000", "2"), ("00001", "10"), ("00002", "1")):
+        (tmp_path / "wds" / f"{old}.tar").rename(tmp_path / "wds" / f"{new}.tar")
+    assert open_source(tmp_path / "wds").units() == ["1.tar", "2.tar", "10.tar"]
+
+
+def test_a_tar_without_its_end_of_archive_blocks_is_incomplete(tmp_path):
+    from xmore_db.sources.img2dataset import inspect_tar
+
+    [path] = write_shards(tmp_path / "wds", [3])
+    assert inspect_tar(path, "u") == (True, 3)
+    with tarfile.open(path) as tar:
+        cut = tar.getmembers()[3].offset  # the header of the second sample's first member
+    path.write_bytes(path.read_bytes()[:cut])
+    assert inspect_tar(path, "u") == (False, 1)
+    with pytest.raises(UnitReadError, match="no end-of-archive blocks.*--allow-partial"):
+        list(open_source(tmp_path / "wds").read("00000.tar", 10))
+    batches = list(open_source(tmp_path / "wds", allow_partial=True).read("00000.tar", 10))
+    assert sum(len(b) for b in batches) == 1 and batches[-1].partial and "1 samples" in batches[-1].note
+
+
+def test_options_of_another_kind_of_source_are_refused(tmp_path):
+    from xmore_db.corpus import Columns
+
+    write_shards(tmp_path / "wds", [1])
+    with pytest.raises(BadInputError, match="--image-column applies to image folders"):
+        open_source(tmp_path / "wds", columns=Columns(image="x"))
+    folder = write_embeddings_folder(tmp_path / "emb", [1], coarse_dim=8)
+    with pytest.raises(BadInputError, match="--allow-partial applies to img2dataset shards only"):
+        open_source(folder, allow_partial=True)
+    with pytest.raises(BadInputError, match="no caption column 'words'; found caption, url"):
+        open_source(folder, columns=Columns(caption="words")).check(8, 12)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import random
 
 import numpy as np
@@ -50,16 +51,22 @@ def test_corpus_and_test_sets_on_disk(tmp_path):
     assert all(labels[index] == name and (split.parent / "images" / rel).is_file() for rel, index, name in rows)
 
 
+TOY_MODELS = ("xmore-toy-weak", "xmore-toy-medium", "xmore-toy-strong")
+
+
 def test_committed_checkpoints_are_small_and_documented():
-    assert set(builtin_checkpoints()) >= {"xmore-toy-s", "xmore-toy-m"}
+    assert set(builtin_checkpoints()) == set(TOY_MODELS)
     total = sum(p.stat().st_size for p in CHECKPOINT_DIR.glob("*.safetensors"))
-    assert total < 10 * 2**20
-    for arch in ("xmore-toy-s", "xmore-toy-m"):
+    assert total < 12 * 2**20
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for arch in TOY_MODELS:
         meta = json.loads((CHECKPOINT_DIR / f"{arch}.json").read_text())
         assert meta["arch"] == arch and {"seed", "data_seed", "steps", "final_train_loss", "wall_seconds"} <= set(meta)
+        # The README gives the exact command that made each checkpoint (same seeds, same steps).
+        assert meta["command"].replace("python ", ".venv/bin/python ", 1) in readme, arch
 
 
-@pytest.mark.parametrize(("arch", "dim"), [("xmore-toy-s", 64), ("xmore-toy-m", 128)])
+@pytest.mark.parametrize(("arch", "dim"), [(arch, 64) for arch in TOY_MODELS])
 def test_toy_checkpoints_load_offline_and_are_trained(arch, dim):
     encoder = load_encoder(f"{arch}:{BUILTIN_TAG}")
     assert encoder.dim == dim and encoder.fingerprint.startswith(f"{arch}:file:size=")

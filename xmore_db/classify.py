@@ -178,6 +178,23 @@ def classify_paths(workspace: Workspace, paths: list[Path], *, labels: list[str]
     return results
 
 
+def weigh(
+    stats: StreamStats, *, normalize: str, p_image: np.ndarray, p_text: np.ndarray | None, c_image: float,
+    c_text: float | None,
+) -> tuple[np.ndarray, float, float]:
+    """One query's ensemble given its stream's statistics, this query's confidences included.
+
+    Returns (p, ĉ_I, ĉ_T); ĉ_T is 0 for a query without captions, which is then p_I alone.
+    """
+    w_image = method.adjust(normalize, c_image, seen_min=stats.image.min, seen_max=stats.image.max,
+                            seen_sum=stats.image.sum)
+    w_text = 0.0
+    if c_text is not None:
+        w_text = method.adjust(normalize, c_text, seen_min=stats.text.min, seen_max=stats.text.max,
+                               seen_sum=stats.text.sum)
+    return method.ensemble(p_image, p_text, w_image, w_text), w_image, w_text
+
+
 def _record(
     workspace: Workspace, *, stream: str, query: str, labels: list[str], normalize: str,
     p_image: np.ndarray, p_text: np.ndarray | None, c_image: float, c_text: float | None,
@@ -186,13 +203,8 @@ def _record(
     final: dict[str, np.ndarray] = {}
 
     def decide(stats: StreamStats) -> Decision:
-        w_image = method.adjust(normalize, c_image, seen_min=stats.image.min, seen_max=stats.image.max,
-                                seen_sum=stats.image.sum)
-        w_text = 0.0
-        if c_text is not None:
-            w_text = method.adjust(normalize, c_text, seen_min=stats.text.min, seen_max=stats.text.max,
-                                   seen_sum=stats.text.sum)
-        final["p"] = method.ensemble(p_image, p_text, w_image, w_text)
+        final["p"], w_image, w_text = weigh(stats, normalize=normalize, p_image=p_image, p_text=p_text,
+                                            c_image=c_image, c_text=c_text)
         return Decision(w_image=w_image, w_text=w_text, prediction=labels[int(np.argmax(final["p"]))])
 
     event = workspace.history.record(stream, c_image=c_image, c_text=c_text, normalize=normalize,

@@ -15,6 +15,7 @@ from urllib.parse import unquote, unquote_plus
 
 from .errors import ConfigError, StreamNameError
 
+# How confidences are adjusted over a stream (method.adjust); named here so the CLI needs no numpy.
 NORMALIZATIONS = ("minmax", "l1", "none")
 DEFAULT_TEMPLATE = "a photo of a {label}."
 # Stream names: at most 4 bytes a character in UTF-8, so 200 stay far below
@@ -153,9 +154,6 @@ class Settings:
             values[name] = _coerce(name, var, raw, types[name])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
-
-    def replace(self, **changes) -> Settings:
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @property
     def coarse(self) -> ModelSpec:

@@ -4,6 +4,13 @@ A captions file is CSV (with a header), JSONL or parquet, one row per image, nam
 image by its path relative to the folder and giving its caption. The image's
 relative path is its key: with the corpus name it determines the pair id, so
 re-ingesting the same folder changes nothing.
+
+The columns are found by name (`IMAGE_COLUMNS`, `CAPTION_COLUMNS`: the names of
+Hugging Face imagefolder, open_clip and clip-retrieval among them) or named by
+the user (`Columns`); a file without them is refused before anything is read
+further. CSV is read as UTF-8 with or without a byte-order mark; its separator
+is the one under which the header has both columns (comma, tab, semicolon, |),
+unless given.
 """
 
 from __future__ import annotations
@@ -12,13 +19,39 @@ import csv
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 from .errors import CaptionsError
 
-CAPTION_FILE_NAMES = ("captions.csv", "captions.jsonl", "captions.parquet")
-IMAGE_COLUMNS = ("image", "image_path", "path", "file", "filepath", "filename")
-CAPTION_COLUMNS = ("caption", "text")
+# Looked for in this order: xmore's own, then Hugging Face imagefolder's.
+CAPTION_FILE_NAMES = ("captions.csv", "captions.jsonl", "captions.parquet",
+                      "metadata.csv", "metadata.jsonl", "metadata.parquet")
+# Hugging Face `file_name`, open_clip `filepath`, clip-retrieval `image_path`; matched case-insensitively.
+IMAGE_COLUMNS = ("image", "image_path", "file_name", "filepath", "filename", "file", "path", "img")
+# open_clip `title`, Hugging Face and LAION `text`, webdataset `txt`.
+CAPTION_COLUMNS = ("caption", "text", "title", "txt", "description")
+SEPARATORS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The user's choices for a captions file: column names and CSV separator (None: found)."""
+
+    image: str | None = None
+    caption: str | None = None
+    separator: str | None = None
+
+
+def parse_separator(value: str | None) -> str | None:
+    """`--separator`: one character, or a name (comma, tab, semicolon, \\t)."""
+    if value is None:
+        return None
+    named = {"comma": ",", "tab": "\t", "\\t": "\t", "semicolon": ";", "pipe": "|"}
+    separator = named.get(value.lower(), value)
+    if len(separator) != 1:
+        raise CaptionsError(f"--separator must be one character or one of {', '.join(named)}, got {value!r}")
+    return separator
 
 
 def find_captions_file(folder: Path) -> Path:
@@ -27,8 +60,7 @@ def find_captions_file(folder: Path) -> Path:
         if candidate.is_file():
             return candidate
     raise CaptionsError(
-        f"no captions file in {folder}: expected {' or '.join(CAPTION_FILE_NAMES)}, "
-        "or pass --captions FILE"
+        f"no captions file in {folder}: expected {', '.join(CAPTION_FILE_NAMES)}, or pass --captions FILE"
     )
 
 
@@ -43,8 +75,19 @@ class CaptionRow:
     problem: str | None = None
 
 
-def read_caption_rows(folder: str | Path, captions: str | Path | None = None) -> tuple[Path, list[CaptionRow]]:
-    """The captions file used and its rows, each checked; bad rows carry the reason they are skipped.
+@dataclass(frozen=True)
+class CaptionsFile:
+    """A captions file read whole: its path, the columns used, and its rows."""
+
+    path: Path
+    image_column: str
+    caption_column: str
+    rows: list[CaptionRow]
+
+
+def read_caption_rows(folder: str | Path, captions: str | Path | None = None,
+                      columns: Columns = Columns()) -> CaptionsFile:
+    """The captions file used, its columns and its rows, each checked; bad rows carry the reason they are skipped.
 
     Raises CaptionsError only for what makes the whole file unusable: a missing
     folder or file, no image or caption column, no rows, not UTF-8.
@@ -63,7 +106,8 @@ def read_caption_rows(folder: str | Path, captions: str | Path | None = None) ->
     root = folder.resolve()
     out: list[CaptionRow] = []
     seen: set[str] = set()
-    for line, image, caption in _read_rows(captions_path):
+    reader = _reader(captions_path, columns)
+    for line, image, caption in reader.rows():
         image, caption = (image or "").strip(), (caption or "").strip()
         if image == _MALFORMED:
             out.append(CaptionRow(line, "", None, "", MALFORMED_ROW))
@@ -80,84 +124,150 @@ def read_caption_rows(folder: str | Path, captions: str | Path | None = None) ->
         out.append(CaptionRow(line, key, path, caption))
     if not out:
         raise CaptionsError(f"captions file {captions_path} has no rows")
-    return captions_path, out
+    return CaptionsFile(captions_path, reader.image or "", reader.caption or "", out)
 
 
 _MALFORMED = "\x00malformed"
 
 
-def _read_rows(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
-    try:
-        if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-            yield from _jsonl_rows(path)
-        elif path.suffix.lower() == ".parquet":
-            yield from _parquet_rows(path)
-        else:
-            yield from _csv_rows(path)
-    except UnicodeDecodeError as exc:
-        raise CaptionsError(f"captions file {path} is not UTF-8: {exc.reason}") from None
-    except OSError as exc:
-        raise CaptionsError(f"cannot read captions file {path}: {exc.strerror or exc}") from None
+def _reader(path: Path, columns: Columns):
+    suffix = path.suffix.lower()
+    if columns.separator is not None and suffix in (".jsonl", ".ndjson", ".json", ".parquet"):
+        raise CaptionsError(f"--separator applies to CSV captions files only, not to {path.name}")
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return _JsonlReader(path, columns)
+    if suffix == ".parquet":
+        return _ParquetReader(path, columns)
+    return _CsvReader(path, columns)
 
 
-def _pick(row: dict, names: tuple[str, ...]) -> str | None:
-    for name in names:
-        if name in row and row[name] is not None:
-            return str(row[name])
-    return None
+def _choose(names: list[str], wanted: str | None, accepted: tuple[str, ...]) -> str | None:
+    """The column to use among `names` (as spelled there): the one wanted, else the first accepted one."""
+    lowered = {name.strip().lower(): name for name in reversed(names)}
+    if wanted is not None:
+        return lowered.get(wanted.strip().lower())
+    return next((lowered[name] for name in accepted if name in lowered), None)
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        if not any(h in IMAGE_COLUMNS for h in header) or not any(h in CAPTION_COLUMNS for h in header):
-            raise CaptionsError(
-                f"captions file {path} needs a header with an image column "
-                f"({'/'.join(IMAGE_COLUMNS[:2])}) and a caption column ({'/'.join(CAPTION_COLUMNS)}); "
-                f"found {', '.join(header) or 'none'}"
-            )
-        for row in reader:
-            row = {(k or "").strip().lower(): v for k, v in row.items()}
-            yield reader.line_num, _pick(row, IMAGE_COLUMNS), _pick(row, CAPTION_COLUMNS)
+def _columns_error(path: Path, found: list[str], image: str | None, caption: str | None, columns: Columns,
+                   how: str = "") -> CaptionsError:
+    missing, accepted = [], []
+    for role, chosen, wanted, names in (("image", image, columns.image, IMAGE_COLUMNS),
+                                        ("caption", caption, columns.caption, CAPTION_COLUMNS)):
+        if chosen is None:
+            missing.append(f"{role} column" + (f" {wanted!r}" if wanted else ""))
+            if not wanted:
+                accepted.append(f"{role} columns are found by the names {', '.join(names)}")
+    advice = "; ".join(accepted + ["name yours with --image-column NAME and --caption-column NAME"])
+    return CaptionsError(f"captions file {path}{how} has no {' and no '.join(missing)}: "
+                         f"found {', '.join(found) or 'no columns'}; {advice}")
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                row = None
-            if not isinstance(row, dict):
-                yield number, _MALFORMED, None
-                continue
-            row = {str(k).lower(): v for k, v in row.items()}
-            yield number, _pick(row, IMAGE_COLUMNS), _pick(row, CAPTION_COLUMNS)
+class _Reader:
+    image: str | None = None
+    caption: str | None = None
+
+    def __init__(self, path: Path, columns: Columns):
+        self.path, self.columns = path, columns
+
+    def rows(self) -> Iterator[tuple[int, str | None, str | None]]:
+        try:
+            yield from self._rows()
+        except UnicodeDecodeError as exc:
+            raise CaptionsError(f"captions file {self.path} is not UTF-8: {exc.reason}") from None
+        except OSError as exc:
+            raise CaptionsError(f"cannot read captions file {self.path}: {exc.strerror or exc}") from None
+
+    def _pick(self, names: list[str]) -> bool:
+        self.image = _choose(names, self.columns.image, IMAGE_COLUMNS)
+        self.caption = _choose(names, self.columns.caption, CAPTION_COLUMNS)
+        return self.image is not None and self.caption is not None
 
 
-def _parquet_rows(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
-    import pyarrow.parquet as pq
+class _CsvReader(_Reader):
+    def _rows(self):
+        with self.path.open(newline="", encoding="utf-8-sig") as handle:
+            first = handle.readline()
+            separator = self._separator(first)
+            reader = csv.reader(chain([first], handle), delimiter=separator)
+            header = [h.strip() for h in next(reader, [])]
+            image, caption = header.index(self.image), header.index(self.caption)
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                yield (reader.line_num, row[image] if image < len(row) else None,
+                       row[caption] if caption < len(row) else None)
 
-    try:
-        parquet = pq.ParquetFile(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises its own kinds for bad files
-        raise CaptionsError(f"cannot read captions file {path}: {exc}") from None
-    names = {name.lower(): name for name in parquet.schema_arrow.names}
-    image = next((names[c] for c in IMAGE_COLUMNS if c in names), None)
-    caption = next((names[c] for c in CAPTION_COLUMNS if c in names), None)
-    if image is None or caption is None:
-        raise CaptionsError(
-            f"captions file {path} needs an image column ({'/'.join(IMAGE_COLUMNS[:2])}) and a caption "
-            f"column ({'/'.join(CAPTION_COLUMNS)}); found {', '.join(names.values()) or 'none'}"
-        )
-    number = 0
-    for batch in parquet.iter_batches(columns=[image, caption]):
-        for value, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
-            number += 1
-            yield number, None if value is None else str(value), None if text is None else str(text)
+    def _separator(self, first: str) -> str:
+        """The separator under which the header has both columns; else a CaptionsError saying what was found."""
+        def header(separator: str) -> list[str]:
+            return [h.strip() for h in next(csv.reader([first], delimiter=separator), [])]
+
+        given = self.columns.separator
+        for separator in [given] if given else list(SEPARATORS):
+            if self._pick(header(separator)):
+                return separator
+        if given:
+            works = next((s for s in SEPARATORS if s != given and self._pick(header(s))), None)
+            self._pick(header(given))
+            error = _columns_error(self.path, header(given), self.image, self.caption, self.columns,
+                                   f" (fields separated by {given!r})")
+            if works is not None:
+                error = CaptionsError(f"{error}; its header has both columns when read "
+                                      f"{SEPARATORS[works]}-separated: try --separator {SEPARATORS[works]}")
+            raise error
+        best = max(SEPARATORS, key=lambda s: len(header(s)))
+        self._pick(header(best))
+        raise _columns_error(self.path, header(best), self.image, self.caption, self.columns,
+                             f" (read as {SEPARATORS[best]}-separated; comma, tab, semicolon and | were tried)")
+
+
+class _JsonlReader(_Reader):
+    """A JSON object per line; the first object's keys are the header."""
+
+    def _rows(self):
+        with self.path.open(encoding="utf-8-sig") as handle:
+            checked = False
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    row = None
+                if not isinstance(row, dict):
+                    yield number, _MALFORMED, None
+                    continue
+                row = {str(k).strip().lower(): v for k, v in row.items()}
+                if not checked:
+                    if not self._pick(list(row)):
+                        raise _columns_error(self.path, list(row), self.image, self.caption, self.columns,
+                                             f" (its first object, line {number})")
+                    self.image, self.caption = self.image.strip().lower(), self.caption.strip().lower()
+                    checked = True
+                yield number, _text(row.get(self.image)), _text(row.get(self.caption))
+
+
+class _ParquetReader(_Reader):
+    def _rows(self):
+        import pyarrow.parquet as pq
+
+        try:
+            parquet = pq.ParquetFile(self.path)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises its own kinds for bad files
+            raise CaptionsError(f"cannot read captions file {self.path}: {exc}") from None
+        names = list(parquet.schema_arrow.names)
+        if not self._pick(names):
+            raise _columns_error(self.path, names, self.image, self.caption, self.columns)
+        number = 0
+        for batch in parquet.iter_batches(columns=[self.image, self.caption]):
+            for value, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+                number += 1
+                yield number, _text(value), _text(text)
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
 
 
 def write_captions(folder: Path, rows: list[dict[str, str]], fmt: str = "csv") -> Path:

@@ -89,3 +89,12 @@ class IngestLockedError(HistoryError):
 
 class UnknownCorpusError(HistoryError):
     """A corpus name that has no ingest records."""
+
+
+def first_line(error: BaseException | str, limit: int = 300) -> str:
+    """The first non-empty line of a message, whitespace collapsed and cut at `limit`; "" for an empty one.
+
+    Engines and drivers put their detail on later lines; a user's error stays one line.
+    """
+    text = next((" ".join(line.split()) for line in str(error).splitlines() if line.strip()), "")
+    return text if len(text) <= limit else text[: limit - 1] + "…"

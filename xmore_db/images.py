@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, first_line
 
 
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
@@ -31,13 +31,10 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     except UnidentifiedImageError:
         reason = "not an image format Pillow can read"
     except Image.DecompressionBombError as e:
-        reason = f"too large to decode safely ({_first_line(e)})"
+        reason = f"too large to decode safely ({first_line(e)})"
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         # Pillow reports truncated and corrupt data as OSError (and a few plugins
         # as SyntaxError or ValueError).
-        reason = f"corrupt or truncated image data ({_first_line(e) or type(e).__name__})"
+        reason = f"corrupt or truncated image data ({first_line(e) or type(e).__name__})"
     raise ImageError(f"cannot read image {path}: {reason}")
 
-
-def _first_line(e: BaseException) -> str:
-    return next((line.strip() for line in str(e).splitlines() if line.strip()), "")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-NORMALIZATIONS = ("minmax", "l1", "none")
+from .config import NORMALIZATIONS
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:

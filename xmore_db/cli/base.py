@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..config import Settings, mask_secrets, secret_values
-from ..errors import XmoreError
+from ..errors import XmoreError, first_line
 
 
 class XmoreGroup(TyperGroup):
@@ -33,8 +33,8 @@ class XmoreGroup(TyperGroup):
         except Exception as exc:  # an unexpected failure still gets one line, not a traceback
             if os.environ.get("XMORE_DEBUG"):
                 raise
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            echo_error(ctx, f"unexpected {type(exc).__name__}: {first} (set XMORE_DEBUG=1 for the traceback)")
+            echo_error(ctx, f"unexpected {type(exc).__name__}: {first_line(exc)} "
+                            "(set XMORE_DEBUG=1 for the traceback)")
             raise typer.Exit(1) from None
 
 

@@ -63,15 +63,29 @@ def init(ctx: typer.Context, json: opt.Json = False):
 def ingest(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="The corpus: a clip-retrieval embeddings folder (img_emb/, "
-                                         "metadata/), a folder of webdataset .tar shards (or one shard), or "
-                                         "a folder of images with captions.csv/.jsonl/.parquet.")],
+                                         "metadata/), a folder of webdataset .tar shards (or one shard), "
+                                         "img2dataset's shard folders (00000/), or a folder of images with "
+                                         "captions.csv/.jsonl/.parquet or metadata.csv/.jsonl/.parquet.")],
     corpus: Annotated[str, typer.Option("--corpus", "-c", help="Corpus name; with each row's key it "
                                         "identifies the pair, so re-ingesting overwrites, never duplicates.")],
     captions: Annotated[Path | None, typer.Option(
-        "--captions", help="Captions file of an image folder (CSV with image,caption header, JSONL or "
-        "parquet), if not in the folder.")] = None,
+        "--captions", help="Captions file of an image folder (CSV with a header, JSONL or parquet), if not "
+        "in the folder.")] = None,
+    image_column: Annotated[str | None, typer.Option(
+        "--image-column", help="The captions file's column of image paths (default: found by name: image, "
+        "image_path, file_name, filepath, ...).")] = None,
+    caption_column: Annotated[str | None, typer.Option(
+        "--caption-column", help="The column of captions, in a captions file or an embeddings folder's "
+        "metadata (default: found by name: caption, text, title, ...).")] = None,
+    separator: Annotated[str | None, typer.Option(
+        "--separator", help="A CSV captions file's separator: a character, or comma, tab, semicolon "
+        "(default: the one under which the header has both columns).")] = None,
+    allow_partial: Annotated[bool, typer.Option(
+        "--allow-partial", help="Take shards that look incomplete (no end-of-archive blocks, fewer samples "
+        "than img2dataset's _stats.json counts) with the samples they have, instead of failing them.")] = False,
     format: Annotated[str | None, typer.Option(
-        "--format", help="Force the source kind: embeddings, webdataset or folder (default: detected).")] = None,
+        "--format", help="Force the source kind: embeddings, webdataset, files or folder (default: "
+        "detected).")] = None,
     text_emb: Annotated[Path | None, typer.Option(
         "--text-emb", help="Folder of text_emb_N.npy caption embeddings made with the fine model, for an "
         "embeddings folder (else the captions are encoded).")] = None,
@@ -92,15 +106,17 @@ def ingest(
     units. Bad rows are skipped and counted per unit with their reason; a unit whose
     files cannot be read fails alone. `xmore corpora show NAME` lists the units.
     """
+    from ..corpus import Columns, parse_separator
     from ..ingest import IngestOptions
     from ..ingest import ingest as run_ingest
 
     settings = _settings(ctx, device=device)
     options = IngestOptions(workers=workers, write_batch=write_batch, max_caption_chars=max_caption_chars)
+    columns = Columns(image=image_column, caption=caption_column, separator=parse_separator(separator))
     with Workspace(settings) as ws, progress_bar("ingesting", unit="pair") as bar:
         report = run_ingest(ws, path, corpus=corpus, kind=format, captions=captions, text_emb=text_emb,
-                            options=options, on_start=bar.start, on_progress=bar.advance,
-                            on_unit=_echo_unit)
+                            columns=columns, allow_partial=allow_partial, options=options,
+                            on_start=bar.start, on_progress=bar.advance, on_unit=_echo_unit)
     summary = asdict(report) | {"pairs_per_second": round(report.pairs_per_second, 2)}
     if json:
         echo_json(summary)
@@ -122,6 +138,10 @@ def _echo_ingest_summary(report, corpus: str) -> None:
                f"collections now hold {report.collections['images']} images, {report.collections['texts']} texts")
     if report.skip_reasons:
         typer.echo("Skipped rows: " + ", ".join(f"{k} {v}" for k, v in report.skip_reasons.items()))
+    if report.changed:
+        typer.echo("Changed since ingested, read again: " + ", ".join(report.changed))
+    for unit, note in report.notes.items():
+        typer.echo(f"Note on unit {unit}: {note}")
     for unit, error in report.failures.items():
         typer.echo(f"Failed unit {unit}: {error}")
 

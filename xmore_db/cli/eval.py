@@ -53,7 +53,7 @@ def eval_command(
         "--name", help="Run name for the default output folder (default: a timestamp).")] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="Ignore cached embeddings and retrievals.")] = False,
     resamples: Annotated[int, typer.Option(
-        "--resamples", help="Bootstrap resamples of the test images for the 95 % intervals of the differences.")] = 2000,
+        "--resamples", help="Bootstrap resamples of the test images for the 95 % intervals.")] = 2000,
     bootstrap_seed: Annotated[int, typer.Option("--bootstrap-seed", help="Seed of the bootstrap.")] = 0,
     corpus_attributes: Annotated[list[str] | None, typer.Option(
         "--corpus-attributes", help="CORPUS=FILE: a CSV with the ingest `key` of each pair of CORPUS and attribute "

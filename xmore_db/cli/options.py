@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ..config import Settings
+from ..config import DEFAULT_TEMPLATE, Settings
 
 _ENV = Settings.ENV
 
@@ -94,7 +94,7 @@ FineK = Annotated[
 Template = Annotated[
     str | None,
     typer.Option("--template", envvar=_ENV["template"], help="Class prompt; {label} is replaced by the class name.",
-                 show_default="a photo of a {label}."),
+                 show_default=DEFAULT_TEMPLATE),
 ]
 Normalize = Annotated[
     str | None,

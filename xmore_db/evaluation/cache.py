@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..files import write_atomically
 from .datasets import EvalDataset
 
 if TYPE_CHECKING:
@@ -69,11 +68,12 @@ def _sha(value: object) -> str:
 def setup_key(workspace: Workspace, *, coarse_k: int, max_k: int) -> dict:
     """The models' fingerprints, the store's state and the retrieval sizes, without loading a model."""
     from ..models import resolve_weights
+    from ..workspace import ROLES
 
     settings = workspace.settings
     store = workspace.store()
     fingerprints = {role: resolve_weights(workspace.spec(role), cache_dir=settings.model_cache_dir,
-                                          role=role).fingerprint for role in ("coarse", "fine", "classifier")}
+                                          role=role).fingerprint for role in ROLES}
     stored = store.stored_provenance()
     return {
         "version": CACHE_VERSION, "models": fingerprints, "coarse_k": coarse_k, "max_k": max_k,
@@ -99,8 +99,7 @@ class EvalCache:
         return arrays
 
     def save(self, arrays: EvalArrays) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        _atomic(self.folder / "arrays.npz", lambda f: np.savez(
+        write_atomically(self.folder / "arrays.npz", lambda f: np.savez(
             f, **{name: getattr(arrays, name) for name in ARRAY_NAMES}, logit_scale=np.float64(arrays.logit_scale)))
         (self.folder / "setup.json").write_text(json.dumps(
             {"dataset_sha256": self.dataset_hash, **self.setup}, indent=2, default=str) + "\n")
@@ -115,19 +114,8 @@ class EvalCache:
             pass
         prompts = np.asarray(compute(), dtype=np.float32)
         self.folder.mkdir(parents=True, exist_ok=True)
-        _atomic(path, lambda f: np.save(f, prompts))
+        write_atomically(path, lambda f: np.save(f, prompts))
         return prompts
-
-
-def _atomic(path: Path, write: Callable) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def compute_arrays(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import method
+from ..config import DEFAULT_TEMPLATE
 from ..errors import ConfigError
 from . import scoring, statistics
 from .cache import EvalCache, compute_arrays, setup_key
@@ -32,7 +33,7 @@ class EvalOptions:
     k: int = 16
     coarse_k: int = 128
     seeds: Sequence[int] = (0,)
-    template: str = "a photo of a {label}."
+    template: str = DEFAULT_TEMPLATE
     refresh: bool = False
     resamples: int = statistics.DEFAULT_RESAMPLES
     bootstrap_seed: int = statistics.DEFAULT_SEED

@@ -21,7 +21,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from ..config import mask_url_password
-from ..errors import DatabaseNotMigratedError, DatabaseUnreachableError, HistoryError
+from ..errors import DatabaseNotMigratedError, DatabaseUnreachableError, HistoryError, first_line
 from .engine import WRITE_OPTION, alembic_config, create_history_engine, head_revision
 
 
@@ -205,7 +205,6 @@ class Database:
 
 
 def _short_reason(exc: sa_exc.DBAPIError) -> str:
-    """The driver's message, first line, whitespace collapsed."""
-    text = str(exc.orig) if exc.orig is not None else str(exc)
-    lines = [line for line in text.splitlines() if line.strip()]
-    return " ".join(lines[0].split()) if lines else type(exc.orig).__name__
+    """The driver's message (not SQLAlchemy's wrapping of it), one line."""
+    cause = exc.orig if exc.orig is not None else exc
+    return first_line(cause) or type(cause).__name__

@@ -14,7 +14,16 @@ import xmore_db
 from ..config import mask_url_password
 from ..errors import HistoryError
 
-MIGRATIONS_DIR = Path(xmore_db.__file__).resolve().parent.parent / "migrations"
+
+def _migrations_dir() -> Path:
+    """The Alembic scripts: inside the package in an installed wheel (setup.py maps the checkout's
+    top-level `migrations/` to `xmore_db/migrations` at build time), at the top level in a checkout."""
+    package = Path(xmore_db.__file__).resolve().parent
+    installed = package / "migrations"
+    return installed if (installed / "env.py").is_file() else package.parent / "migrations"
+
+
+MIGRATIONS_DIR = _migrations_dir()
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 SQLITE_BUSY_TIMEOUT_S = 30
 POSTGRES_CONNECT_TIMEOUT_S = 10

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Double,
@@ -75,9 +76,12 @@ events = Table(
 
 # Ingest work units (revision 0002): one row per (corpus, unit), e.g. an npy
 # partition or a tar shard. status: pending, running, done, failed. rows counts
-# what the unit held, ingested the pairs written, skipped the rows left out with
-# skip_reasons {reason: count}. On PostgreSQL a worker holds its unit's row lock
-# (SELECT ... FOR UPDATE SKIP LOCKED) until it records the outcome.
+# what the unit held, ingested the pairs it holds in the store, skipped the rows
+# left out with skip_reasons {reason: count}. On PostgreSQL a worker holds its
+# unit's row lock (SELECT ... FOR UPDATE SKIP LOCKED) until it records the outcome.
+# Revision 0003: source_size and source_mtime (total bytes, latest modification
+# time in seconds) of the unit's files when it was last done, and a note (a
+# partial shard taken, a changed source read again).
 ingest_units = Table(
     "ingest_units",
     metadata,
@@ -98,6 +102,9 @@ ingest_units = Table(
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("seconds", Double, nullable=True),
+    Column("source_size", BigInteger, nullable=True),
+    Column("source_mtime", Double, nullable=True),
+    Column("note", Text, nullable=True),
     UniqueConstraint("corpus", "unit"),
     Index("ix_ingest_units_corpus_status", "corpus", "status"),
 )

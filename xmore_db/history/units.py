@@ -1,11 +1,15 @@
 """`UnitLedger`: the ingest work units of each corpus, in the history database.
 
 Claiming differs by database:
-- PostgreSQL: `claim()` selects a pending unit with SELECT ... FOR UPDATE SKIP
-  LOCKED in a transaction that stays open while the unit is processed and
-  records its outcome before committing. Workers on any machine skip the locked
-  row; a worker killed mid-unit drops its connection, the server rolls back, and
-  the unit is pending again for the next run. No lease timers.
+- PostgreSQL: `claim()` selects a pending unit, or a running one whose worker
+  is gone, with SELECT ... FOR UPDATE SKIP LOCKED, and commits it as running
+  (worker, attempts + 1: the attempt is on record even if the worker dies); it
+  then locks the row again, in a transaction that stays open while the unit is
+  processed and records its outcome before committing. Workers on any machine
+  skip the locked row; a worker killed mid-unit drops its connection, its lock
+  goes with it, and the unit, still running, is claimed by the next worker.
+  Should two workers take the same row between the two steps, the second lock
+  (which also checks the worker) lets only one of them keep it. No lease timers.
 - SQLite: one writer at a time. `writer_lock()` takes an exclusive OS lock on a
   file beside the database for the whole ingest (a second ingest gets
   IngestLockedError); units are marked running in their own transaction, and
@@ -29,6 +33,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
 
 from ..errors import BadInputError, IngestLockedError, UnknownCorpusError
+from ..sources.base import natural_key
 from .database import Database
 from .schema import ingest_units
 from .store import _utc
@@ -55,6 +60,9 @@ class UnitRecord:
     started_at: datetime | None
     finished_at: datetime | None
     seconds: float | None
+    source_size: int | None = None  # bytes of the unit's files when it was last done
+    source_mtime: float | None = None  # their latest modification time (seconds since the epoch)
+    note: str | None = None  # a partial shard taken, a changed source read again
 
 
 @dataclass(frozen=True)
@@ -74,17 +82,29 @@ def worker_id() -> str:
 
 
 class Claim:
-    """A unit held by this worker until `done()`, `failed()` or `release()`."""
+    """A unit held by this worker until `done()`, `failed()` or `release()`.
 
-    def __init__(self, ledger: UnitLedger, conn: Connection, unit_id: int, unit: str, held: bool):
-        self.ledger, self._conn, self.id, self.unit, self._held = ledger, conn, unit_id, unit, held
+    `attempts` counts this one (1: no earlier attempt can have written any of its
+    rows); `recorded` is the (size, mtime) of its files when it was last done, or None.
+    """
+
+    def __init__(self, ledger: UnitLedger, conn: Connection | None, row: Row, held: bool):
+        self.ledger, self._conn, self._held = ledger, conn, held
+        self.id, self.unit, self.attempts = row.id, row.unit, row.attempts
+        self.recorded = None if row.source_size is None else (int(row.source_size), float(row.source_mtime or 0.0))
         self._open = True
 
-    def done(self, *, rows: int, ingested: int, skip_reasons: dict[str, int], seconds: float) -> None:
-        self._finish(DONE, rows=rows, ingested=ingested, skip_reasons=skip_reasons, seconds=seconds, error=None)
+    def done(self, *, rows: int, ingested: int, skip_reasons: dict[str, int], seconds: float,
+             source: tuple[int, float] | None = None, note: str | None = None) -> None:
+        """Record the unit done; `source` is the (size, mtime) of its files as read, kept to tell a change."""
+        extra = {} if source is None else dict(source_size=int(source[0]), source_mtime=float(source[1]))
+        self._finish(DONE, rows=rows, ingested=ingested, skip_reasons=skip_reasons, seconds=seconds, error=None,
+                     note=note, **extra)
 
-    def failed(self, error: str, *, rows: int, ingested: int, skip_reasons: dict[str, int], seconds: float) -> None:
-        self._finish(FAILED, rows=rows, ingested=ingested, skip_reasons=skip_reasons, seconds=seconds, error=error)
+    def failed(self, error: str, *, rows: int, ingested: int, skip_reasons: dict[str, int], seconds: float,
+               note: str | None = None) -> None:
+        self._finish(FAILED, rows=rows, ingested=ingested, skip_reasons=skip_reasons, seconds=seconds, error=error,
+                     note=note)
 
     def release(self) -> None:
         """Give the unit back as pending (an interrupted or crashed worker)."""
@@ -92,19 +112,23 @@ class Claim:
             return
         self._open = False
         with self.ledger.database.errors():
+            statement = update(ingest_units).where(ingest_units.c.id == self.id).values(status=PENDING, worker=None)
             if self._held:
-                self._conn.rollback()
-                self._conn.close()
+                try:
+                    self._conn.rollback()
+                    self._conn.execute(statement)
+                    self._conn.commit()
+                finally:
+                    self._conn.close()
                 return
             with self.ledger.database.transaction(write=True) as conn:
-                conn.execute(update(ingest_units).where(ingest_units.c.id == self.id)
-                             .values(status=PENDING, worker=None))
+                conn.execute(statement)
 
-    def _finish(self, status: str, *, rows, ingested, skip_reasons, seconds, error) -> None:
+    def _finish(self, status: str, *, rows, ingested, skip_reasons, seconds, error, note, **extra) -> None:
         values = dict(
             status=status, rows=rows, ingested=ingested, skipped=int(sum(skip_reasons.values())),
             skip_reasons=dict(sorted(skip_reasons.items())), error=error, seconds=float(seconds),
-            finished_at=datetime.now(timezone.utc),
+            finished_at=datetime.now(timezone.utc), note=note, **extra,
         )
         statement = update(ingest_units).where(ingest_units.c.id == self.id).values(**values)
         self._open = False
@@ -189,43 +213,70 @@ class UnitLedger:
     # -- claiming -----------------------------------------------------------
 
     def claim(self, corpus: str, worker: str) -> Claim | None:
-        """The next pending unit, held for this worker; None when none is left."""
+        """The next unit to do (in registration order), held for this worker; None when none is left."""
+        u = ingest_units.c
         now = datetime.now(timezone.utc)
-        pick = (select(ingest_units.c.id, ingest_units.c.unit)
-                .where(ingest_units.c.corpus == corpus, ingest_units.c.status == PENDING)
-                .order_by(ingest_units.c.unit).limit(1))
-        mark = dict(status=RUNNING, worker=worker, started_at=now, attempts=ingest_units.c.attempts + 1)
+        mark = dict(status=RUNNING, worker=worker, started_at=now, attempts=u.attempts + 1)
+        held = select(u.id, u.unit, u.attempts, u.source_size, u.source_mtime)
         if self.dialect == "postgresql":
+            pick = (select(u.id).where(u.corpus == corpus, u.status.in_([PENDING, RUNNING]))
+                    .order_by(u.id).limit(1).with_for_update(skip_locked=True))
             conn = self.database.connect()
             with self.database.errors():
                 try:
-                    conn.begin()
-                    row = conn.execute(pick.with_for_update(skip_locked=True)).first()
-                    if row is None:
-                        conn.rollback()
-                        conn.close()
-                        return None
-                    conn.execute(update(ingest_units).where(ingest_units.c.id == row.id).values(**mark))
+                    while True:
+                        conn.begin()
+                        row = conn.execute(pick).first()
+                        if row is None:
+                            conn.rollback()
+                            conn.close()
+                            return None
+                        conn.execute(update(ingest_units).where(u.id == row.id).values(**mark))
+                        conn.commit()  # the attempt is on record; the row lock is taken again below
+                        conn.begin()
+                        mine = conn.execute(held.where(u.id == row.id, u.worker == worker, u.status == RUNNING)
+                                            .with_for_update(skip_locked=True)).first()
+                        if mine is not None:
+                            return Claim(self, conn, mine, held=True)
+                        conn.rollback()  # another worker took it between the two steps: the next one
                 except BaseException:
                     conn.close()
                     raise
-            return Claim(self, conn, row.id, row.unit, held=True)
+        pick = select(u.id).where(u.corpus == corpus, u.status == PENDING).order_by(u.id).limit(1)
         with self.database.transaction(write=True) as conn:
             row = conn.execute(pick).first()
             if row is None:
                 return None
-            conn.execute(update(ingest_units).where(ingest_units.c.id == row.id).values(**mark))
-        return Claim(self, None, row.id, row.unit, held=False)
+            conn.execute(update(ingest_units).where(u.id == row.id).values(**mark))
+            mine = conn.execute(held.where(u.id == row.id)).first()
+        return Claim(self, None, mine, held=False)
+
+    def reopen(self, corpus: str, units: list[str], note: str) -> None:
+        """Make done units pending again (their files changed), keeping what they recorded about those files."""
+        u = ingest_units.c
+        with self.database.transaction(write=True) as conn:
+            for start in range(0, len(units), 1000):
+                conn.execute(update(ingest_units)
+                             .where(u.corpus == corpus, u.unit.in_(units[start:start + 1000]), u.status == DONE)
+                             .values(status=PENDING, note=note))
+
+    def record_sources(self, corpus: str, sources: dict[str, tuple[int, float]]) -> None:
+        """Record the files' (size, mtime) of done units that have none on record (done before revision 0003)."""
+        u = ingest_units.c
+        with self.database.transaction(write=True) as conn:
+            for unit, (size, mtime) in sources.items():
+                conn.execute(update(ingest_units)
+                             .where(u.corpus == corpus, u.unit == unit, u.source_size.is_(None))
+                             .values(source_size=int(size), source_mtime=float(mtime)))
 
     # -- reading and deleting -------------------------------------------------
 
     def units(self, corpus: str) -> list[UnitRecord]:
         with self.database.transaction() as conn:
-            rows = conn.execute(select(ingest_units).where(ingest_units.c.corpus == corpus)
-                                .order_by(ingest_units.c.unit)).all()
+            rows = conn.execute(select(ingest_units).where(ingest_units.c.corpus == corpus)).all()
         if not rows:
             raise _unknown(corpus)
-        return [_record(row) for row in rows]
+        return sorted((_record(row) for row in rows), key=lambda record: natural_key(record.unit))
 
     def corpora(self) -> list[CorpusRecord]:
         u = ingest_units.c
@@ -276,4 +327,6 @@ def _record(row: Row) -> UnitRecord:
         started_at=None if row.started_at is None else _utc(row.started_at),
         finished_at=None if row.finished_at is None else _utc(row.finished_at),
         seconds=None if row.seconds is None else float(row.seconds),
+        source_size=row.source_size, source_mtime=None if row.source_mtime is None else float(row.source_mtime),
+        note=row.note,
     )

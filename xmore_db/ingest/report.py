@@ -20,6 +20,8 @@ class UnitOutcome:
     error: str | None
     seconds: float
     worker: str
+    partial: bool = False  # an incomplete shard taken with --allow-partial
+    note: str | None = None
 
     @property
     def pairs_per_second(self) -> float:
@@ -46,6 +48,9 @@ class IngestReport:
     collections: dict[str, int]
     failures: dict[str, str] = field(default_factory=dict)
     caption_cache: str = "off"  # "filled with MODEL", "off", or why it was not filled
+    changed: list[str] = field(default_factory=list)  # done units whose files changed: read again
+    partial: list[str] = field(default_factory=list)  # incomplete shards taken with --allow-partial
+    notes: dict[str, str] = field(default_factory=dict)  # unit -> what to know about how it was read
 
     @property
     def pairs_per_second(self) -> float:
@@ -64,6 +69,7 @@ def summarize(
     optimize_seconds: float,
     collections: dict[str, int],
     caption_cache: str,
+    changed: list[str],
 ) -> IngestReport:
     """The run's report: the units it processed, and the corpus' units as the ledger has them after it.
 
@@ -83,4 +89,6 @@ def summarize(
         skipped=sum(reasons.values()), skip_reasons=dict(sorted(reasons.items())),
         seconds=seconds, optimize_seconds=optimize_seconds, collections=collections,
         failures={o.unit: o.error for o in processed if o.error}, caption_cache=caption_cache,
+        changed=list(changed), partial=[o.unit for o in processed if o.partial],
+        notes={o.unit: o.note for o in processed if o.note},
     )

@@ -4,7 +4,8 @@ A worker claims a pending unit and passes its batches through named stages:
 `_checked` drops and counts bad rows and rows already stored whole, the decode
 pool decodes the next batch's images while `_embedded` encodes this one, and
 the writer thread (`writer.Writer`) upserts. The unit is marked done only once
-all its batches are durable.
+all its batches are durable. What the rows count as (new, already present,
+duplicate) is `accounting`'s.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..corpus import Columns
 from ..errors import BadInputError, ImageError, UnitReadError
 from ..history.units import DONE, PENDING, worker_id
 from ..sources import open_source
-from ..sources.base import UNDECODABLE_IMAGE, RowBatch, caption_problems, vector_problems
+from ..sources.base import UNDECODABLE_IMAGE, RowBatch, caption_problems, fingerprint, vector_problems
 from ..store import PairBatch, pair_id
+from .accounting import CHANGED_NOTE, Attempt, InFlight, all_skipped, changed_units, counted
 from .report import IngestReport, UnitOutcome, summarize
 from .writer import AfterWrite, Writer, raise_failed_writes
 
@@ -63,6 +66,8 @@ def ingest(
     kind: str | None = None,
     captions: str | Path | None = None,
     text_emb: str | Path | None = None,
+    columns: Columns = Columns(),
+    allow_partial: bool = False,
     options: IngestOptions = IngestOptions(),
     on_start: Callable[[int | None], None] = lambda total: None,
     on_progress: Callable[[int], None] = lambda n: None,
@@ -81,7 +86,8 @@ def ingest(
         raise BadInputError("corpus name is empty: pass --corpus NAME")
     pair_id(corpus, "")  # refuses a reserved character before anything else
     started = time.perf_counter()
-    source = open_source(path, kind=kind, captions=captions, text_emb=text_emb)
+    source = open_source(path, kind=kind, captions=captions, text_emb=text_emb, columns=columns,
+                         allow_partial=allow_partial)
     workspace.database.check()
     ledger = workspace.ledger
     with ledger.writer_lock():
@@ -90,10 +96,16 @@ def ingest(
         source.check(provenance.coarse_dim, provenance.fine_dim)
         units = source.units()
         cache_note, cache_on, declare_cache = _caption_cache(workspace, store)
-        has_work = not set(units) <= ledger.done_units(corpus)
+        known = {record.unit: record for record in ledger.units(corpus)} if ledger.exists(corpus) else {}
+        changed, unrecorded = changed_units(source, units, known)
+        has_work = bool(changed) or not set(units) <= {u for u, r in known.items() if r.status == DONE}
         encoders = _load_encoders(workspace, source, cache_on) if has_work else {}
         # Nothing was written before this point.
         ledger.register(corpus, source.kind, str(Path(path).resolve()), units)
+        if changed:
+            ledger.reopen(corpus, changed, CHANGED_NOTE)
+        if unrecorded:
+            ledger.record_sources(corpus, unrecorded)
         ledger.prepare_run(corpus)
         if declare_cache is not None:
             store.set_caption_cache(declare_cache)
@@ -112,7 +124,7 @@ def ingest(
             optimize_seconds = time.perf_counter() - finishing if options.optimize else 0.0
         elif options.optimize:
             finishing = time.perf_counter()
-            _finish_interrupted_build(store)
+            store.optimize_if_needed()  # nothing to write, but a killed run's graph build is finished now
             optimize_seconds = time.perf_counter() - finishing
         after = ledger.units(corpus)
         collections = store.counts()
@@ -120,15 +132,8 @@ def ingest(
     return summarize(
         corpus=corpus, kind=source.kind, source=str(Path(path)), processed=run.outcomes, after=after,
         present_before=present_before, seconds=time.perf_counter() - started,
-        optimize_seconds=optimize_seconds, collections=collections, caption_cache=cache_note,
+        optimize_seconds=optimize_seconds, collections=collections, caption_cache=cache_note, changed=changed,
     )
-
-
-def _finish_interrupted_build(store: VectorStore) -> None:
-    """No unit to write, but a graph build a killed run left unfinished is finished now."""
-    optimize_if_needed = getattr(store, "optimize_if_needed", None)  # until every store has it
-    if optimize_if_needed is not None:
-        optimize_if_needed()
 
 
 def _caption_cache(workspace: Workspace, store: VectorStore) -> tuple[str, bool, CaptionCache | None]:
@@ -185,6 +190,7 @@ class _Run:
         self.encode_lock = threading.Lock()  # one encoder call at a time; torch already uses every core
         self._encoders = dict(encoders)
         self._lock = threading.Lock()
+        self.in_flight = InFlight()
 
     # -- threads ------------------------------------------------------------
 
@@ -243,46 +249,60 @@ class _Run:
 
     def _unit(self, claim: Claim) -> UnitOutcome:
         started = time.perf_counter()
+        files = fingerprint(self.source.files(claim.unit))  # before reading: a change while read shows next run
+        attempt = Attempt.of(claim.unit, claim.attempts, claim.recorded, files)
         rows = ingested = present = 0
         reasons: Counter = Counter()
         futures: list[Future] = []
-        error = None
+        error, partial, notes = None, False, [CHANGED_NOTE] if attempt.rewrite else []
+        self.in_flight.start(claim.unit)
         try:
-            for batch in self._prepared(self.source.read(claim.unit, self.options.write_batch)):
-                if self.stop.is_set():
-                    raise _Stopped()
-                rows += batch.rows
-                present += batch.already_present
-                reasons.update(batch.skipped)
-                if len(batch):
-                    futures.append(self.writer.submit(PairBatch(
-                        corpus=self.corpus, keys=batch.keys, captions=batch.captions,
-                        image_vectors=batch.image_vectors, text_vectors=batch.text_vectors,
-                        caption_vectors=self._caption_vectors(batch.captions))))
-                    ingested += len(batch)
-                self.on_progress(batch.rows)
-                raise_failed_writes(futures)
-        except UnitReadError as exc:
-            error = str(exc)
-        for future in futures:  # the unit is done only once every batch of it is durable
-            future.result()
+            try:
+                for batch in self._prepared(self.source.read(claim.unit, self.options.write_batch), attempt):
+                    if self.stop.is_set():
+                        raise _Stopped()
+                    rows += batch.rows
+                    present += batch.already_present + batch.rewritten
+                    reasons.update(batch.skipped)
+                    partial = partial or batch.partial
+                    notes += [batch.note] if batch.note else []
+                    if len(batch):
+                        futures.append(self.writer.submit(PairBatch(
+                            corpus=self.corpus, keys=batch.keys, captions=batch.captions,
+                            image_vectors=batch.image_vectors, text_vectors=batch.text_vectors,
+                            caption_vectors=self._caption_vectors(batch.captions))))
+                        ingested += len(batch) - batch.rewritten
+                    self.on_progress(batch.rows)
+                    raise_failed_writes(futures)
+            except UnitReadError as exc:
+                error = str(exc)
+            for future in futures:  # the unit is done only once every batch of it is durable
+                future.result()
+        finally:
+            self.in_flight.finish(claim.unit)
+        error = error or all_skipped(self.source, claim.unit, rows, ingested + present, reasons)
         seconds = time.perf_counter() - started
+        note = "; ".join(notes) or None
         outcome = UnitOutcome(
             unit=claim.unit, status="failed" if error else "done", rows=rows, ingested=ingested,
             already_present=present, skipped=sum(reasons.values()), skip_reasons=dict(sorted(reasons.items())),
-            error=error, seconds=seconds, worker=worker_id(),
+            error=error, seconds=seconds, worker=worker_id(), partial=partial and not error, note=note,
         )
+        # The ledger counts the pairs the unit holds: written now, or found stored from an earlier attempt.
+        held = ingested + present
         if error:
-            claim.failed(error, rows=rows, ingested=ingested, skip_reasons=outcome.skip_reasons, seconds=seconds)
+            claim.failed(error, rows=rows, ingested=held, skip_reasons=outcome.skip_reasons, seconds=seconds,
+                         note=note)
         else:
-            claim.done(rows=rows, ingested=ingested, skip_reasons=outcome.skip_reasons, seconds=seconds)
+            claim.done(rows=rows, ingested=held, skip_reasons=outcome.skip_reasons, seconds=seconds, source=files,
+                       note=note)
         return outcome
 
-    def _prepared(self, batches: Iterator[RowBatch]) -> Iterator[RowBatch]:
+    def _prepared(self, batches: Iterator[RowBatch], attempt: Attempt) -> Iterator[RowBatch]:
         """Checked and embedded batches; the next batch's images decode while this one encodes."""
         ahead: deque = deque()
         for batch in batches:
-            batch = self._checked(batch)
+            batch = self._checked(batch, attempt)
             decoding = None
             if batch.images is not None:
                 decoding = [self.decoder.submit(ref.decode) for ref in batch.images]
@@ -292,7 +312,7 @@ class _Run:
         while ahead:
             yield self._embedded(*ahead.popleft())
 
-    def _checked(self, batch: RowBatch) -> RowBatch:
+    def _checked(self, batch: RowBatch, attempt: Attempt) -> RowBatch:
         if not len(batch):
             return batch
         problems = caption_problems(batch.captions, self.options.max_caption_chars)
@@ -301,15 +321,13 @@ class _Run:
                 problems = [p or q for p, q in zip(problems, vector_problems(vectors), strict=True)]
         if any(problems):
             batch = batch.keep([p is None for p in problems], problems)
-        if batch.images is not None and len(batch):
-            # Pairs stored whole already are not decoded or encoded again (a resumed unit).
-            ids = [pair_id(self.corpus, key) for key in batch.keys]
-            with self.store_lock:
-                stored = self.store.existing_ids(ids)
-            if stored:
-                batch = batch.keep([i not in stored for i in ids])
-                batch.already_present += len(ids) - len(batch)
-        return batch
+        if not len(batch):
+            return batch
+        ids = [pair_id(self.corpus, key) for key in batch.keys]
+        elsewhere = self.in_flight.take(attempt.unit, ids)  # keys of other units whose writes may not be durable
+        with self.store_lock:
+            stored = self.store.existing_ids(ids)
+        return counted(batch, attempt, ids, elsewhere, stored)
 
     def _embedded(self, batch: RowBatch, decoding: list[Future] | None) -> RowBatch:
         if decoding is not None:

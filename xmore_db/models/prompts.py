@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..files import write_atomically
 from .encoder import ClipEncoder
 
 log = logging.getLogger(__name__)
@@ -70,7 +69,7 @@ def class_embeddings(
         embeddings = np.ascontiguousarray(encoder.encode_texts(texts), dtype=np.float32)
         if path is not None:
             try:
-                _write_atomically(path, embeddings)
+                write_atomically(path, lambda f: np.save(f, embeddings, allow_pickle=False))
             except OSError as e:  # a cache that cannot be written costs time, not the answer
                 log.warning("cannot write prompt cache %s: %s", path, e.strerror or e)
     embeddings.flags.writeable = False
@@ -92,15 +91,3 @@ def _read(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
     if array.shape != shape or array.dtype != np.float32:
         return None
     return array
-
-
-def _write_atomically(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

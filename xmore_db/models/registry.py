@@ -1,181 +1,115 @@
-"""Loading an encoder for a spec: resolve the weights, build the model once per process.
+"""The names open_clip knows: architectures (ours included) and pretrained tags.
 
-The names (architectures, tags) are in `catalogue`, where the weights come
-from and how they are read safely in `weights`; this module builds the open_clip
-model and memoises it. torch and open_clip are imported only when a model is built.
+Our architectures are JSON files in `configs/`, added to open_clip's registry
+the way open_clip adds its own (`open_clip.add_model_config`), on first use.
+
+open_clip's registry is the only authority on names: importing it costs a few
+seconds (torch), paid once per process by any command that names a model.
 """
 
 from __future__ import annotations
 
-import logging
+import difflib
 import threading
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..config import ModelSpec
-from ..errors import ConfigError
-from .catalogue import CONFIG_DIR, embed_dim, ensure_registered, tiny_architectures
-from .encoder import ClipEncoder
-from .weights import (
-    RANDOM_INIT_SEED,
-    ROLE_ENV,
-    Weights,
-    first_line,
-    read_state_dict,
-    resolve_weights,
-)
+from ..errors import UnknownModelError
 
-__all__ = [
-    "CONFIG_DIR", "ROLE_ENV", "Weights", "clear_cache", "embed_dim", "ensure_registered",
-    "load_encoder", "read_state_dict", "resolve_weights", "tiny_architectures",
-]
-
-log = logging.getLogger(__name__)
-
-_lock = threading.RLock()
-_models: dict[tuple[str, str], tuple[Any, Any, Any, int]] = {}
-_encoders: dict[tuple[ModelSpec, str, int, str], ClipEncoder] = {}
+CONFIG_DIR = Path(__file__).parent / "configs"
+_REQUIRED_KEYS = ("embed_dim", "vision_cfg", "text_cfg")  # as open_clip's _rescan_model_configs
+_lock = threading.Lock()
+_registered = False
 
 
-def load_encoder(
-    spec: ModelSpec | str,
-    *,
-    device: str = "cpu",
-    cache_dir: Path | None = None,
-    batch_size: int = 32,
-    role: str | None = None,
-) -> ClipEncoder:
-    """The encoder for `spec` on `device`, built once per process.
+class Catalogue:
+    """Architecture configs and pretrained-tag tables, open_clip's API in miniature."""
 
-    `cache_dir` is the Hugging Face hub cache to look in for open_clip tags
-    (default: huggingface_hub's, which follows HF_HOME / HF_HUB_CACHE); nothing
-    is downloaded. `role` ("coarse", "fine", "classifier") names the setting to
-    change in error messages. Raises UnknownModelError, WeightsMissingError or
-    ConfigError, each with a one-line message.
+    def __init__(
+        self,
+        list_models: Callable[[], list[str]],
+        get_model_config: Callable[[str], dict | None],
+        pretrained: Any,
+    ):
+        self.list_models = list_models
+        self.get_model_config = get_model_config
+        self._pretrained = pretrained  # a module with open_clip.pretrained's functions
 
-    Models are shared per (weights fingerprint, device); the same spec, device
-    and batch size give the same ClipEncoder object. A local file that changed
-    on disk since (another size or content hash) is loaded again.
-    """
-    spec = ModelSpec.parse(spec) if isinstance(spec, str) else spec
-    if role is not None and role not in ROLE_ENV:
-        raise ConfigError(f"unknown model role {role!r}: choose one of {', '.join(ROLE_ENV)}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    weights = resolve_weights(spec, cache_dir=cache_dir, role=role)
-    key = (spec, device, batch_size, weights.fingerprint)
+    def tags(self, arch: str) -> list[str]:
+        return list(self._pretrained.list_pretrained_tags_by_model(arch))
+
+    def is_tag(self, arch: str, tag: str) -> bool:
+        return bool(self._pretrained.is_pretrained_cfg(arch, tag))
+
+    def pretrained_cfg(self, arch: str, tag: str) -> dict:
+        return dict(self._pretrained.get_pretrained_cfg(arch, tag))
+
+
+def tiny_architectures() -> list[str]:
+    """Our own architectures (configs/*.json)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def ensure_registered() -> None:
+    """Add configs/ to open_clip's architecture registry, once per process (imports open_clip)."""
+    global _registered
     with _lock:
-        if key not in _encoders:
-            model_key = (weights.fingerprint, device)
-            if model_key not in _models:
-                _models[model_key] = _build(weights, device)
-            model, preprocess, tokenizer, dim = _models[model_key]
-            _encoders[key] = ClipEncoder(
-                spec=spec, model=model, preprocess=preprocess, tokenizer=tokenizer, dim=dim,
-                fingerprint=weights.fingerprint, device=device, batch_size=batch_size,
-            )
-        return _encoders[key]
+        if _registered:
+            return
+        import open_clip
+
+        if not set(tiny_architectures()) <= set(open_clip.list_models()):
+            open_clip.add_model_config(CONFIG_DIR)
+        _registered = True
 
 
-def clear_cache() -> None:
-    """Forget every loaded model (tests; freeing memory)."""
-    with _lock:
-        _encoders.clear()
-        _models.clear()
-
-
-def _build(weights: Weights, device: str) -> tuple[Any, Any, Any, int]:
+def catalogue() -> Catalogue:
+    """open_clip's registry, with our architectures added."""
     ensure_registered()
     import open_clip
-    import torch
+    from open_clip import factory, pretrained
 
-    _check_device(device)
-    tag_cfg = dict(weights.tag_cfg)
-    kwargs: dict[str, Any] = {"pretrained": None, "device": device,
-                              "pretrained_image": False, "pretrained_text": False}
-    if tag_cfg.get("quick_gelu"):
-        kwargs["force_quick_gelu"] = True
-    preprocess_cfg = _preprocess_overrides(tag_cfg)
-    if preprocess_cfg:
-        kwargs["force_preprocess_cfg"] = preprocess_cfg
-    try:
-        # Seeded in a forked RNG: random weights are the same in every process
-        # (open_clip initialises on the CPU, then moves to the device), and the
-        # caller's global RNG state is left as it was.
-        with torch.random.fork_rng(devices=[]), _without_random_init_notice():
-            torch.manual_seed(RANDOM_INIT_SEED)
-            model, _, preprocess = open_clip.create_model_and_transforms(weights.arch, **kwargs)
-        tokenizer = open_clip.get_tokenizer(weights.arch)
-    except (ImportError, RuntimeError, ValueError, OSError, KeyError) as e:
-        raise ConfigError(f"cannot build open_clip architecture {weights.arch}: "
-                          f"{first_line(e) or type(e).__name__}") from None
-    if weights.path is not None:
-        _load_strict(model, read_state_dict(weights.path), weights)
-    elif weights.arch not in tiny_architectures():
-        log.warning("%s has random weights: give ARCH:TAG or ARCH:/path for a trained model",
-                    weights.arch)
-    model.eval()
-    dim = int(open_clip.get_model_config(weights.arch)["embed_dim"])
-    return model, preprocess, tokenizer, dim
+    return Catalogue(open_clip.list_models, factory.get_model_config, pretrained)
 
 
-def _preprocess_overrides(tag_cfg: dict) -> dict:
-    """What a tag says about preprocessing (mean, std, interpolation...); the size stays the model's."""
-    import dataclasses
-
-    from open_clip.transform import PreprocessCfg
-
-    names = {f.name for f in dataclasses.fields(PreprocessCfg)} - {"size"}
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in tag_cfg.items() if k in names}
+def arch_name(spec: ModelSpec) -> str:
+    return spec.arch.replace("/", "-")  # ViT-B/32 -> ViT-B-32, as open_clip does
 
 
-def _load_strict(model: Any, state: dict[str, Any], weights: Weights) -> None:
-    expected = model.state_dict()
-    missing = sorted(expected.keys() - state.keys())
-    unexpected = sorted(state.keys() - expected.keys())
-    reshaped = sorted(k for k in expected.keys() & state.keys()
-                      if tuple(expected[k].shape) != tuple(state[k].shape))
-    problems = [
-        f"{len(keys)} {words} (e.g. {', '.join(keys[:3])})"
-        for words, keys in (("missing", missing), ("unexpected", unexpected),
-                            ("with another shape", reshaped))
-        if keys
-    ]
-    if problems:
-        raise ConfigError(
-            f"weights in {weights.path} do not fit architecture {weights.arch}: "
-            f"{'; '.join(problems)}; check the ARCH part of the model spec"
+def check_arch(spec: ModelSpec) -> str:
+    """The spec's architecture name, or UnknownModelError naming the close ones."""
+    arch = arch_name(spec)
+    if arch in ("hf-hub", "local-dir"):
+        raise UnknownModelError(
+            f"model spec {spec} uses open_clip's {arch}: scheme, which is not supported: "
+            "give ARCH:TAG (e.g. ViT-B-32:openai) or ARCH:/path/to/weights"
         )
-    model.load_state_dict(state, strict=True)
+    known = catalogue().list_models()
+    if arch in known:
+        return arch
+    close = close_names(arch, known)
+    examples = ["ViT-B-32", "ViT-B-16", "ViT-L-14", "RN50", *tiny_architectures()]
+    hint = (f"did you mean {', '.join(close)}? " if close
+            else f"for example {', '.join(examples)}; ")
+    raise UnknownModelError(
+        f"unknown model architecture {arch!r}: {hint}"
+        f"open_clip knows {len(known)} (open_clip.list_models() lists them)"
+    )
 
 
-def _check_device(device: str) -> None:
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError) as e:
-        raise ConfigError(f"unknown device {device!r}: {first_line(e)}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} is not available here: torch sees no CUDA GPU")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {device!r} is not available here: torch sees no MPS device")
+def embed_dim(spec: ModelSpec | str) -> int:
+    """The embedding size of a spec's architecture, without loading weights or torch."""
+    spec = ModelSpec.parse(spec) if isinstance(spec, str) else spec
+    arch = check_arch(spec)
+    return int(catalogue().get_model_config(arch)["embed_dim"])
 
 
-class _DropRandomInitNotice(logging.Filter):
-    """open_clip logs 'Model initialized randomly' before we load the weights ourselves."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "initialized randomly" not in record.getMessage()
-
-
-@contextmanager
-def _without_random_init_notice():
-    root = logging.getLogger()
-    notice = _DropRandomInitNotice()
-    root.addFilter(notice)
-    try:
-        yield
-    finally:
-        root.removeFilter(notice)
+def close_names(name: str, known: list[str]) -> list[str]:
+    """Known names like `name`: the same spelling in another case first, then difflib's best."""
+    same_case = [k for k in known if k.lower() == name.lower()]
+    lowered = {k.lower(): k for k in known}
+    similar = [lowered[k] for k in difflib.get_close_matches(name.lower(), lowered, n=6,
+                                                              cutoff=0.6)]
+    return list(dict.fromkeys(same_case + similar))[:6]

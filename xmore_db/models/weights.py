@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ModelSpec
-from ..errors import ConfigError, UnknownModelError, WeightsMissingError
-from .catalogue import catalogue, check_arch, close_names
+from ..errors import ConfigError, UnknownModelError, WeightsMissingError, first_line
+from .registry import catalogue, check_arch, close_names
 
 ROLE_ENV = {
     "coarse": "XMORE_COARSE_MODEL",
@@ -198,9 +198,6 @@ def read_state_dict(path: Path, *, mmap: bool = False) -> dict[str, Any]:
 def role_words(role: str | None) -> str:
     return f" ({role} model)" if role else ""
 
-
-def first_line(e: BaseException) -> str:
-    return next((line.strip() for line in str(e).splitlines() if line.strip()), "")
 
 
 def _local_file(spec: ModelSpec, arch: str, path: Path, role: str | None) -> Weights:

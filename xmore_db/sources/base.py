@@ -8,10 +8,13 @@ batch under a reason (`SKIP_REASONS`); the pipeline drops and counts the rest
 (empty captions, NaN vectors, undecodable images) the same way.
 
 A unit whose files cannot be read raises `UnitReadError`: that unit fails, alone.
+A source names each unit's files (`files`), whose sizes and modification times
+the ledger records, so a file changed after its unit was done is read again.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,10 +37,30 @@ WRONG_SIZE_EMBEDDING = "wrong_size_embedding"
 ROW_COUNT_MISMATCH = "row_count_mismatch"
 DUPLICATE_KEY = "duplicate_key"
 MALFORMED_ROW = "malformed_row"
+# img2dataset's statuses of samples it could not fetch (rows of its parquet, absent from its output).
+FAILED_TO_DOWNLOAD = "failed_to_download"
+FAILED_TO_RESIZE = "failed_to_resize"
 SKIP_REASONS = (
     UNDECODABLE_IMAGE, MISSING_IMAGE, EMPTY_CAPTION, CAPTION_TOO_LONG, NAN_EMBEDDING,
     ZERO_NORM_EMBEDDING, WRONG_SIZE_EMBEDDING, ROW_COUNT_MISMATCH, DUPLICATE_KEY, MALFORMED_ROW,
+    FAILED_TO_DOWNLOAD, FAILED_TO_RESIZE,
 )
+
+# Why every row of a unit would be skipped for one reason: the message of the unit's failure.
+LIKELY_CAUSES = {
+    UNDECODABLE_IMAGE: "its images are not in a format Pillow reads, or are damaged",
+    MISSING_IMAGE: "its rows name no image that exists",
+    EMPTY_CAPTION: "its rows have no caption",
+    CAPTION_TOO_LONG: "every caption is longer than --max-caption-chars",
+    NAN_EMBEDDING: "its embeddings hold NaN or infinite values: make them again",
+    ZERO_NORM_EMBEDDING: "its embeddings are zero vectors: make them again",
+    WRONG_SIZE_EMBEDDING: "its vectors were made by another model than the configured ones "
+                          "(XMORE_COARSE_MODEL, XMORE_FINE_MODEL)",
+    ROW_COUNT_MISMATCH: "one of its files has no rows",
+    MALFORMED_ROW: "its lines are not JSON objects, or its captions are not UTF-8",
+    FAILED_TO_DOWNLOAD: "img2dataset could not download any of its images (see error_message in its parquet)",
+    FAILED_TO_RESIZE: "img2dataset could not resize any of its images (see error_message in its parquet)",
+}
 
 # Below this L2 norm a vector has no usable direction (float16 data included).
 MIN_NORM = 1e-6
@@ -83,16 +106,19 @@ class RowBatch:
     rows: int = 0
     skipped: Counter = field(default_factory=Counter)
     already_present: int = 0  # rows left out because both their points are stored already
+    rewritten: int = 0  # rows kept although stored already (their source changed): not new pairs
+    partial: bool = False  # the unit was taken incomplete (--allow-partial); `note` says how
+    note: str | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def keep(self, mask: np.ndarray | list[bool], reasons: list[str | None] | None = None) -> RowBatch:
-        """The rows where mask is true; the others counted under their reason (if reasons are given)."""
+        """The rows where mask is true; the others counted under their reason (if given and not None)."""
         mask = np.asarray(mask, dtype=bool)
         if reasons is not None:
             for reason, kept in zip(reasons, mask, strict=True):
-                if not kept:
+                if not kept and reason is not None:
                     self.skipped[reason] += 1
         if mask.all():
             return self
@@ -107,18 +133,29 @@ class RowBatch:
             rows=self.rows,
             skipped=self.skipped,
             already_present=self.already_present,
+            rewritten=self.rewritten,
+            partial=self.partial,
+            note=self.note,
         )
 
 
 @runtime_checkable
 class Source(Protocol):
-    kind: str  # "embeddings" | "webdataset" | "folder"
+    kind: str  # "embeddings" | "webdataset" | "files" | "folder"
     root: Path
     computes_images: bool  # image embeddings are computed (images decoded) rather than read
     computes_texts: bool  # caption embeddings are computed with the fine model
 
     def units(self) -> list[str]:
-        """Unit names, sorted, stable across runs for the same files."""
+        """Unit names in natural order (`natural_key`), stable across runs for the same files."""
+        ...
+
+    def files(self, unit: str) -> list[Path]:
+        """The files the unit is read from: their sizes and modification times tell a changed unit."""
+        ...
+
+    def likely_cause(self, reason: str) -> str:
+        """Why every row of a unit would be skipped for `reason`, for the unit's error."""
         ...
 
     def estimate_rows(self, unit: str) -> int | None:
@@ -132,6 +169,24 @@ class Source(Protocol):
     def read(self, unit: str, batch_rows: int) -> Iterator[RowBatch]:
         """The unit's rows in batches of at most `batch_rows`; UnitReadError if unreadable."""
         ...
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key putting 2 before 10: digit runs compare as numbers."""
+    return tuple((0, int(part), part) if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name))
+
+
+def fingerprint(paths: list[Path]) -> tuple[int, float]:
+    """(total size in bytes, latest modification time) of the files that exist among `paths`."""
+    size, mtime = 0, 0.0
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        size += stat.st_size
+        mtime = max(mtime, stat.st_mtime_ns / 1e9)
+    return size, mtime
 
 
 def caption_problems(captions: list[str], max_chars: int) -> list[str | None]:

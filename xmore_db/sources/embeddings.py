@@ -4,7 +4,8 @@
     text_emb/text_emb_{N}.npy        caption embeddings of the same CLIP (not used for `texts`)
     metadata/metadata_{N}.parquet    caption (caption/text column), optional key, url, ...
 
-One unit per partition N (the zero-padded number as written in the file name).
+One unit per partition N (the number as written in the file name: LAION-5B pads
+it, `_0000`, LAION-400M does not, `_0`), in natural order.
 Image embeddings go into `images` as they are; captions are encoded with the fine
 model, or their fine embeddings are read from `text_emb_{N}.npy` in a second
 folder (`--text-emb DIR`, the files in DIR or in DIR/text_emb). Arrays are
@@ -27,18 +28,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInputError
+from ..corpus import CAPTION_COLUMNS
+from ..errors import BadInputError, UnitReadError
 from .base import (
     DUPLICATE_KEY,
+    LIKELY_CAUSES,
     ROW_COUNT_MISMATCH,
     WRONG_SIZE_EMBEDDING,
     RowBatch,
+    natural_key,
     unit_error,
 )
 
 KIND = "embeddings"
 _PARTITION = re.compile(r"img_emb_(\d+)\.npy")
-CAPTION_COLUMNS = ("caption", "text")
 KEY_COLUMNS = ("key",)
 ACCEPTED_DTYPES = (np.float16, np.float32)
 
@@ -51,8 +54,9 @@ class EmbeddingsFolder:
     kind = KIND
     computes_images = False
 
-    def __init__(self, root: str | Path, *, text_emb: str | Path | None = None):
+    def __init__(self, root: str | Path, *, text_emb: str | Path | None = None, caption_column: str | None = None):
         self.root = Path(root)
+        self.caption_column = caption_column
         if not looks_like(self.root):
             raise BadInputError(
                 f"{self.root} is not a clip-retrieval embeddings folder: expected img_emb/ and metadata/ in it"
@@ -68,7 +72,8 @@ class EmbeddingsFolder:
         self.computes_texts = self.text_emb_dir is None
         self._dims = (0, 0)  # the models' sizes, set by check()
         self._units = sorted(
-            m.group(1) for m in (_PARTITION.fullmatch(p.name) for p in (self.root / "img_emb").iterdir()) if m
+            (m.group(1) for m in (_PARTITION.fullmatch(p.name) for p in (self.root / "img_emb").iterdir()) if m),
+            key=natural_key,
         )
 
     def units(self) -> list[str]:
@@ -85,6 +90,12 @@ class EmbeddingsFolder:
     def text_file(self, unit: str) -> Path | None:
         return None if self.text_emb_dir is None else self.text_emb_dir / f"text_emb_{unit}.npy"
 
+    def files(self, unit: str) -> list[Path]:
+        return [p for p in (self.image_file(unit), self.metadata_file(unit), self.text_file(unit)) if p is not None]
+
+    def likely_cause(self, reason: str) -> str:
+        return LIKELY_CAUSES.get(reason, "")
+
     def estimate_rows(self, unit: str) -> int | None:
         try:
             return int(_open_npy(self.image_file(unit), unit).shape[0])
@@ -96,6 +107,11 @@ class EmbeddingsFolder:
         if not self._units:
             raise BadInputError(f"no img_emb/img_emb_N.npy files in {self.root}")
         first = self._units[0]
+        if self.metadata_file(first).exists():
+            try:
+                _open_parquet(self.metadata_file(first), first, self.caption_column)
+            except UnitReadError as error:  # no caption column: every partition is likely the same
+                raise BadInputError(str(error).split(": ", 1)[1]) from None
         for path, dim, role, collection in (
             (self.image_file(first), coarse_dim, "coarse", "images"),
             (self.text_file(first), fine_dim, "fine", "texts"),
@@ -126,7 +142,7 @@ class EmbeddingsFolder:
         meta_path = self.metadata_file(unit)
         if not meta_path.exists():
             raise unit_error(unit, "missing file", f"{meta_path} does not exist")
-        parquet, caption_column, key_column = _open_parquet(meta_path, unit)
+        parquet, caption_column, key_column = _open_parquet(meta_path, unit, self.caption_column)
 
         counts = [images.shape[0], parquet.metadata.num_rows] + ([texts.shape[0]] if texts is not None else [])
         n, extra = min(counts), max(counts) - min(counts)
@@ -182,7 +198,7 @@ def _open_npy(path: Path, unit: str) -> np.ndarray:
     return array
 
 
-def _open_parquet(path: Path, unit: str):
+def _open_parquet(path: Path, unit: str, wanted: str | None = None):
     import pyarrow.parquet as pq
 
     try:
@@ -190,9 +206,11 @@ def _open_parquet(path: Path, unit: str):
     except Exception as error:  # noqa: BLE001 - pyarrow raises its own kinds for bad files
         raise unit_error(unit, f"cannot read {path}", error) from None
     names = {name.lower(): name for name in parquet.schema_arrow.names}
-    caption = next((names[c] for c in CAPTION_COLUMNS if c in names), None)
+    accepted = (wanted.lower(),) if wanted else CAPTION_COLUMNS
+    caption = next((names[c] for c in accepted if c in names), None)
     if caption is None:
-        raise unit_error(unit, f"cannot use {path}",
-                         f"no caption column ({'/'.join(CAPTION_COLUMNS)}); found {', '.join(names.values())}")
+        what = f"no caption column {wanted!r}" if wanted else (
+            f"no caption column (one of {', '.join(CAPTION_COLUMNS)}; or name it with --caption-column)")
+        raise unit_error(unit, f"cannot use {path}", f"{what}; found {', '.join(names.values())}")
     key = next((names[c] for c in KEY_COLUMNS if c in names), None)
     return parquet, caption, key

@@ -1,8 +1,9 @@
-"""A folder of images with a captions file (captions.csv, captions.jsonl or captions.parquet).
+"""A folder of images with a captions file (captions.* or Hugging Face's metadata.*: csv, jsonl, parquet).
 
 Units are consecutive slices of the captions file's rows (`rows-START-STOP`,
 UNIT_ROWS rows each), so a grown file adds units and a rerun resumes by slice.
 The image's path relative to the folder is its key. Both embeddings are computed.
+A unit's files are the images of its slice.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..corpus import CaptionRow, read_caption_rows
-from .base import ImageRef, RowBatch
+from ..corpus import CaptionRow, Columns, read_caption_rows
+from .base import EMPTY_CAPTION, LIKELY_CAUSES, MISSING_IMAGE, ImageRef, RowBatch
 
 KIND = "folder"
 UNIT_ROWS = 10_000
@@ -29,10 +30,12 @@ class ImageFolder:
     computes_images = True
     computes_texts = True
 
-    def __init__(self, root: str | Path, *, captions: str | Path | None = None, unit_rows: int = UNIT_ROWS):
+    def __init__(self, root: str | Path, *, captions: str | Path | None = None, columns: Columns = Columns(),
+                 unit_rows: int = UNIT_ROWS):
         self.root = Path(root)
         # The whole file is checked now: a missing or malformed captions file fails before any write.
-        self.captions_path, self._rows = read_caption_rows(self.root, captions)
+        self.captions = read_caption_rows(self.root, captions, columns)
+        self.captions_path, self._rows = self.captions.path, self.captions.rows
         self.unit_rows = unit_rows
 
     def units(self) -> list[str]:
@@ -45,6 +48,18 @@ class ImageFolder:
 
     def estimate_rows(self, unit: str) -> int | None:
         return len(self._slice(unit))
+
+    def files(self, unit: str) -> list[Path]:
+        return [row.path for row in self._slice(unit) if row.path is not None]
+
+    def likely_cause(self, reason: str) -> str:
+        if reason == MISSING_IMAGE:
+            return (f"its column {self.captions.image_column!r} names no image under {self.root}: the paths must "
+                    "be relative to that folder (or name the right column with --image-column)")
+        if reason == EMPTY_CAPTION:
+            return (f"its column {self.captions.caption_column!r} is empty in every row "
+                    "(name the right column with --caption-column)")
+        return LIKELY_CAUSES.get(reason, "")
 
     def check(self, coarse_dim: int, fine_dim: int) -> None:
         """Nothing to check: both embeddings are computed by the configured models."""

@@ -4,7 +4,10 @@ One unit per shard (its path relative to the folder). Members of a sample sit
 next to each other in the tar and share the key: the member's path up to the
 first dot of its file name. Both embeddings are computed: the image with the
 coarse model, the caption (the `.txt`, else the json's `caption`) with the fine one.
-A shard that cannot be read, or is truncated, fails as a unit.
+A shard that cannot be read, or is truncated, fails as a unit; so does one
+without its end-of-archive blocks or with fewer samples than img2dataset's
+`_stats.json` counts (see `img2dataset`), unless taken with --allow-partial.
+Failed downloads listed in the shard's parquet are counted under their status.
 """
 
 from __future__ import annotations
@@ -17,9 +20,18 @@ from pathlib import Path
 
 from ..errors import BadInputError
 from .base import DUPLICATE_KEY, EMPTY_CAPTION, MALFORMED_ROW, MISSING_IMAGE, ImageRef, RowBatch, unit_error
+from .img2dataset import (
+    IMAGE_EXTENSIONS,
+    Sidecars,
+    checked_count,
+    failed_batch,
+    inspect_tar,
+    sample_cause,
+    sorted_naturally,
+    split_name,
+)
 
 KIND = "webdataset"
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 SHARD_SUFFIXES = (".tar",)
 
 
@@ -34,23 +46,30 @@ class WebdatasetShards:
     computes_images = True
     computes_texts = True
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, *, allow_partial: bool = False):
         root = Path(root)
+        self.allow_partial = allow_partial
         if root.is_file():
             self.root, self._units = root.parent, [root.name]
         elif root.is_dir():
             self.root = root
-            self._units = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.tar") if p.is_file())
+            self._units = sorted_naturally(p.relative_to(root).as_posix() for p in root.rglob("*.tar") if p.is_file())
         else:
             raise BadInputError(f"{root} does not exist")
 
     def units(self) -> list[str]:
         return list(self._units)
 
+    def files(self, unit: str) -> list[Path]:
+        return [self.root / unit, *Sidecars.beside(self.root / unit).files()]
+
+    def likely_cause(self, reason: str) -> str:
+        return sample_cause(reason)
+
     def estimate_rows(self, unit: str) -> int | None:
         try:
             with tarfile.open(self.root / unit) as tar:
-                return len({_split(m.name)[0] for m in tar.getmembers() if m.isfile()})
+                return len({split_name(m.name)[0] for m in tar.getmembers() if m.isfile()})
         except (OSError, tarfile.TarError):
             return None
 
@@ -60,6 +79,12 @@ class WebdatasetShards:
 
     def read(self, unit: str, batch_rows: int) -> Iterator[RowBatch]:
         path = self.root / unit
+        sidecars = Sidecars.beside(path)
+        # Checked before any row is handed on: an incomplete shard writes nothing unless taken as partial.
+        complete, samples = inspect_tar(path, unit)
+        note = checked_count(unit, samples=samples, successes=sidecars.successes(unit), complete=complete,
+                             allow_partial=self.allow_partial, where=f"shard {path}")
+        failures = sidecars.failures(unit)
         batch = _empty()
         seen: set[str] = set()
         try:
@@ -80,16 +105,15 @@ class WebdatasetShards:
             raise unit_error(unit, f"cannot read shard {path}", error) from None
         if batch.rows:
             yield batch
+        failed = failed_batch(failures)
+        if failed is not None:
+            yield failed
+        if note is not None:
+            yield RowBatch(keys=[], captions=[], images=[], rows=0, partial=True, note=note)
 
 
 def _empty() -> RowBatch:
     return RowBatch(keys=[], captions=[], images=[], rows=0, skipped=Counter())
-
-
-def _split(name: str) -> tuple[str, str]:
-    folder, _, base = name.rpartition("/")
-    stem, _, extension = base.partition(".")
-    return (f"{folder}/{stem}" if folder else stem), extension.lower()
 
 
 def _samples(tar: tarfile.TarFile) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -98,7 +122,7 @@ def _samples(tar: tarfile.TarFile) -> Iterator[tuple[str, dict[str, bytes]]]:
     for member in tar:
         if not member.isfile():
             continue
-        key, extension = _split(member.name)
+        key, extension = split_name(member.name)
         if current is not None and key != current:
             yield current, members
             members = {}
@@ -109,27 +133,32 @@ def _samples(tar: tarfile.TarFile) -> Iterator[tuple[str, dict[str, bytes]]]:
         yield current, members
 
 
-def _add(batch: RowBatch, key: str, members: dict[str, bytes]) -> None:
+def sample_row(members: dict[str, bytes]) -> tuple[bytes | None, str | None, str | None]:
+    """(image bytes, caption, skip reason) of one sample: the caption is the .txt, else the json's `caption`."""
     image = next((members[e] for e in IMAGE_EXTENSIONS if e in members), None)
     if image is None:
-        batch.skipped[MISSING_IMAGE] += 1
-        return
+        return None, None, MISSING_IMAGE
     caption = None
     if "txt" in members:
         try:
             caption = members["txt"].decode("utf-8").strip()
         except UnicodeDecodeError:
-            batch.skipped[MALFORMED_ROW] += 1
-            return
+            return None, None, MALFORMED_ROW
     elif "json" in members:
         try:
             value = json.loads(members["json"]).get("caption")
         except (ValueError, AttributeError):
-            batch.skipped[MALFORMED_ROW] += 1
-            return
+            return None, None, MALFORMED_ROW
         caption = value.strip() if isinstance(value, str) else None
     if not caption:
-        batch.skipped[EMPTY_CAPTION] += 1
+        return None, None, EMPTY_CAPTION
+    return image, caption, None
+
+
+def _add(batch: RowBatch, key: str, members: dict[str, bytes]) -> None:
+    image, caption, problem = sample_row(members)
+    if problem is not None:
+        batch.skipped[problem] += 1
         return
     batch.keys.append(key)
     batch.captions.append(caption)

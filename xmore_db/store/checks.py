@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import StoreMismatchError
+from ..errors import StoreMismatchError, first_line
 from .types import CAPTION_VECTOR, IMAGES, LAYOUT, TEXTS, CaptionCache, CaptionHit, PairBatch, Provenance
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -134,9 +134,8 @@ def cached_rows(wanted: list[str], records: Sequence[object], dim: int) -> np.nd
 
 
 def short(error: BaseException, limit: int = 300) -> str:
-    """One line of an engine's message."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """One line of an engine's message (its type's name when it has none)."""
+    return first_line(error, limit) or type(error).__name__
 
 
 def _rows(vectors: np.ndarray, n: int, name: str) -> np.ndarray:

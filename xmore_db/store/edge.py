@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import qdrant_edge as qe
 
 from ..errors import StoreError, StoreLockedError, StoreMismatchError, StoreNotInitializedError
+from ..files import write_atomically
 from .base import VectorStore
 from .checks import check_provenance, short
 from .types import CAPTION_VECTOR, COLLECTIONS, HNSW_EF_CONSTRUCT, IMAGES, LAYOUT, TEXTS, Provenance
@@ -271,20 +270,9 @@ class EdgeStore(VectorStore):
                 )
 
     def _write_record(self, data: dict) -> None:
-        """Replace the record atomically: a temporary file, fsynced, then renamed over it."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".xmore-store-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=2, sort_keys=True)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.record_path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        """Replace the record atomically and durably: it is the store's memory of what built it."""
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+        write_atomically(self.record_path, lambda handle: handle.write(text.encode("utf-8")), durable=True)
 
 
 def locked_message(location: str) -> str:

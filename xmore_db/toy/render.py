@@ -22,7 +22,6 @@ TEXTURES = ("solid", "striped", "dotted", "checkered")
 SIZES = {"small": (0.30, 0.45), "medium": (0.48, 0.65), "large": (0.68, 0.92)}
 BACKGROUNDS = {"white": (245, 245, 245), "black": (20, 20, 20), "grey": (128, 128, 128),
                "beige": (225, 210, 180)}
-STYLES = ("render", "sketch")
 ATTRIBUTES = {"shape": SHAPES, "colour": tuple(COLOURS), "texture": TEXTURES, "size": tuple(SIZES),
               "background": tuple(BACKGROUNDS)}
 
