@@ -6,10 +6,10 @@ the first model is built.
 
 from __future__ import annotations
 
-from .registry import CONFIG_DIR, embed_dim, ensure_registered, tiny_architectures
 from .encoder import ClipEncoder
-from .prompts import class_embeddings, prompt_cache_key, prompt_texts
 from .loader import clear_cache, load_encoder
+from .prompts import class_embeddings, prompt_cache_key, prompt_texts
+from .registry import CONFIG_DIR, embed_dim, ensure_registered, tiny_architectures
 from .weights import BUILTIN_TAG, ROLE_ENV, Weights, builtin_checkpoints, read_state_dict, resolve_weights
 
 __all__ = [

@@ -15,8 +15,8 @@ from typing import Any
 
 from ..config import ModelSpec
 from ..errors import ConfigError, first_line
-from .registry import CONFIG_DIR, embed_dim, ensure_registered, tiny_architectures
 from .encoder import ClipEncoder
+from .registry import CONFIG_DIR, embed_dim, ensure_registered, tiny_architectures
 from .weights import (
     RANDOM_INIT_SEED,
     ROLE_ENV,
