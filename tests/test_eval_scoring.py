@@ -9,28 +9,34 @@ import pytest
 
 from xmore_db import method
 from xmore_db.evaluation import scoring
+from xmore_db.methods import MethodInputs
+from xmore_db.methods.xmore import text_probabilities
 
 LN3 = math.log(3.0)  # softmax([ln 3, 0]) = [0.75, 0.25]
 PROMPTS = np.eye(2)
 
 
-def test_text_probabilities_by_k_averages_prefixes_and_marks_missing():
+def _inputs(images, slots, captions, prompts=PROMPTS, scale=LN3):
+    table = np.asarray(captions, dtype=float)
+    return MethodInputs(image_embeddings=np.asarray(images, dtype=float), prompts=prompts, logit_scale=scale,
+                        captions=scoring.gather(slots, table.reshape(-1, 2) if table.size else np.zeros((0, 2))))
+
+
+def test_text_probabilities_average_prefixes_and_mark_missing():
     captions = np.array([[1.0, 0.0], [0.0, 1.0]])  # -> [.75, .25] and [.25, .75]
     slots = np.array([[0, 1, -1], [1, 1, 1], [-1, -1, -1]])
-    p = scoring.text_probabilities_by_k(slots, captions, PROMPTS, LN3, [1, 2, 3])
+    inputs = _inputs(np.zeros((3, 2)), slots, captions)
+    p = np.stack([text_probabilities(inputs, k) for k in (1, 2, 3)])
     assert p.shape == (3, 3, 2)
     assert np.allclose(p[0, 0], [0.75, 0.25]) and np.allclose(p[1, 0], [0.5, 0.5])
     assert np.allclose(p[2, 0], [0.5, 0.5])  # only two captions: k=3 averages those two
     assert np.allclose(p[:, 1], [0.25, 0.75])
     assert np.isnan(p[:, 2]).all()  # no caption: no text modality
-    assert list(scoring.caption_counts(slots, 2)) == [2, 2, 0]
-    with pytest.raises(ValueError):
-        scoring.text_probabilities_by_k(slots, captions, PROMPTS, LN3, [4])
 
 
 def test_text_probabilities_with_no_caption_at_all():
-    p = scoring.text_probabilities_by_k(np.full((2, 4), -1), np.zeros((0, 2)), PROMPTS, LN3, [1, 4])
-    assert p.shape == (2, 2, 2) and np.isnan(p).all()
+    inputs = _inputs(np.zeros((2, 2)), np.full((2, 4), -1), [])
+    assert np.isnan(text_probabilities(inputs, 4)).all()
 
 
 def _conf(p):
@@ -118,10 +124,6 @@ def test_query_order_is_seeded():
     assert sorted(scoring.query_order(10, 1)) == list(range(10))
 
 
-def test_text_predictions_fall_back_to_the_image():
-    assert list(scoring.text_predictions(P_IMAGE, P_TEXT)) == [1, 0, 0]
-
-
 def test_confidence_by_case():
     truth = np.array([0, 0, 1])
     # q0: image right, text wrong; q1: no captions (no case); q2: image wrong (argmax 0 on a tie), text wrong.
@@ -133,16 +135,19 @@ def test_confidence_by_case():
 
 
 def test_score_dataset_counts_every_query():
-    p_text = np.stack([P_TEXT, P_TEXT])  # ks 1 and 2, same captions
+    # p_I argmax: q0 0, q1 0, q2 0 (a tie goes to 0); captions: q0 says 1, q1 has none, q2 says 0.
+    inputs = _inputs([[1.0, 0.0], [0.5, 0.0], [0.0, 0.0]], np.array([[0, -1], [-1, -1], [1, -1]]),
+                     [[0.0, 1.0], [1.0, 0.0]])
     truth = np.array([1, 0, 0])
-    scores = scoring.score_dataset(P_IMAGE, {"fine": p_text, "indirect": p_text}, truth,
-                                   methods=scoring.METHODS, ks=[1, 2], seeds=[0, 1], case_k=2)
+    methods = ["zeroshot", "captions", "xmore", "xmore-l1", "xmore-none"]
+    scores = scoring.score_dataset(inputs, truth, methods=methods, ks=[1, 2], seeds=[0, 1], case_k=2)
     acc = scores["accuracy"]
-    assert acc["zeroshot"][1]["mean"] == pytest.approx(2 / 3)  # argmax p_I = [0, 0, 0]
-    assert acc["captions"][2]["mean"] == 1.0  # [1, (image) 0, 0]
-    assert set(acc) == set(scoring.METHODS) and len(acc["xmore"][2]["per_seed"]) == 2
-    assert scores["entropy"]["image"] == pytest.approx(np.mean([scoring.entropy(p) for p in P_IMAGE]))
+    assert acc["zeroshot"][1]["mean"] == pytest.approx(2 / 3)
+    assert acc["captions"][2]["mean"] == 1.0  # [1, (image) 0, 0]: a query without captions falls back to p_I
+    assert set(acc) == set(methods) and len(acc["xmore"][2]["per_seed"]) == 2
+    assert len(scores["outcomes"]["xmore"]) == 3 and scores["outcomes"]["captions"] == [1.0, 1.0, 1.0]
+    p_image = method.class_probabilities(inputs.image_embeddings, PROMPTS, LN3)
+    assert scores["entropy"]["image"] == pytest.approx(np.mean([scoring.entropy(p) for p in p_image]))
     assert sum(c["n"] for c in scores["confidence_by_case"].values()) == 2
     with pytest.raises(ValueError, match="unknown methods"):
-        scoring.score_dataset(P_IMAGE, {"fine": p_text, "indirect": p_text}, truth, methods=["best"], ks=[1],
-                              seeds=[0], case_k=1)
+        scoring.score_dataset(inputs, truth, methods=["best"], ks=[1], seeds=[0], case_k=1)

@@ -172,6 +172,24 @@ def test_claims_skip_locked_units_and_a_dropped_claim_is_pending_again(postgres_
     database.close()
 
 
+@pytest.mark.postgres
+def test_a_dead_workers_unit_stays_running_with_its_attempt_counted_and_is_claimed_again(postgres_url):
+    database = Database(postgres_url)
+    database.migrate()
+    units = UnitLedger(database)
+    units.register("c", "embeddings", "/data", ["0", "1"])
+    first = units.claim("c", "w1")
+    assert (first.unit, first.attempts, first.recorded) == ("0", 1, None)
+    assert units.claim("c", "w2").unit == "1"  # "0" is locked by its live worker
+    first._conn.close()  # the worker dies: its connection, and the row lock, go
+    assert units.units("c")[0].status == "running"
+    again = units.claim("c", "w3")
+    assert (again.unit, again.attempts) == ("0", 2)  # an earlier attempt may have written its rows
+    again.done(rows=1, ingested=1, skip_reasons={}, seconds=0.1, source=(10, 1.5))
+    assert (units.units("c")[0].source_size, units.units("c")[0].source_mtime) == (10, 1.5)
+    database.close()
+
+
 def test_second_writer_on_sqlite_is_refused_with_one_line(tmp_path, monkeypatch, embeddings):
     folder, fine = embeddings
     env = make_env(tmp_path, "home", monkeypatch)

@@ -31,9 +31,11 @@ EXPECTED_COLUMNS = {
         "text_min",
         "text_max",
         "text_sum",
+        "method",
     },
     "events": {
         "id",
+        "method",
         "stream_id",
         "seq",
         "query",

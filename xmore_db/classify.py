@@ -1,7 +1,9 @@
-"""X-MoRe classification of a batch of images into a named stream.
+"""Classification of a batch of images into a named stream, by any registered method.
 
-Embeddings, searches and caption encoding run batched; only the history write
-is per query, because each query's weights depend on the stream so far.
+Embeddings, searches and caption encoding run batched (only what the method
+needs); the method turns them into one or two class distributions per query
+(xmore_db.methods); the history write is per query, because with two
+modalities each query's weights depend on the stream so far.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ DECODE_THREADS = 2
 if TYPE_CHECKING:
     from PIL import Image
 
+    from .methods.inputs import MethodFiles
     from .workspace import Workspace
 
 
@@ -33,6 +36,7 @@ class Classification:
     stream: str
     seq: int
     prediction: str
+    method: str
     normalize: str
     labels: list[str]
     probabilities: list[float]
@@ -92,46 +96,91 @@ def embed_captions(workspace: Workspace, hits: list[CaptionHit]) -> np.ndarray:
     return out
 
 
+def classify_methods() -> list[str]:
+    """The methods `classify --method` takes: every registered one but the eval-only normalisation variants
+    (xmore-l1 and xmore-none are X-MoRe with the option --normalize l1 or none here)."""
+    from .methods import registry
+
+    return [name for name, m in registry().items() if m.normalize in (None, "minmax")]
+
+
 def score_images(workspace: Workspace, images: list[Image.Image], queries: list[str], *,
-                 labels: list[str]) -> list[Scored]:
-    """Encode, retrieve and score a batch: three image encodings, two batched searches, one caption encoding."""
+                 labels: list[str], method_name: str = "xmore",
+                 files: MethodFiles | None = None) -> list[Scored]:
+    """Encode, retrieve and score a batch: the image encodings, the searches and caption encodings the
+    method needs, then the method itself over the whole batch."""
+    from .methods import MethodInputs, get_method
+    from .methods.base import CAPTIONS, INDIRECT_CAPTIONS
+    from .methods.inputs import MethodFiles, extra_inputs
     from .models import class_embeddings
 
+    chosen = get_method(method_name)
     settings = workspace.settings
-    store = workspace.store()
     classifier = workspace.encoder("classifier")
     prompts = class_embeddings(classifier, labels, settings.template, workspace.prompt_cache_dir)
-    scale = classifier.logit_scale
-
-    embeddings = embed_images(workspace, images, ("classifier", "coarse", "fine"))
-    p_images = method.class_probabilities(embeddings["classifier"], prompts, scale)
-    c_images = method.confidence(p_images)
-
-    retrievals = retrieve(store, embeddings["coarse"], embeddings["fine"],
-                          coarse_k=settings.coarse_k, fine_k=settings.fine_k, hnsw_ef=settings.hnsw_ef)
-    captions = [r.captions for r in retrievals]
-    caption_embeddings = embed_captions(workspace, [hit for hits in captions for hit in hits])
-    bounds = np.cumsum([0] + [len(hits) for hits in captions])
-
+    needs = set(chosen.needs)
+    retrieves = bool(needs & {CAPTIONS, INDIRECT_CAPTIONS})
+    embeddings = embed_images(workspace, images, ("classifier", "coarse", "fine") if retrieves else ("classifier",))
+    fields: dict[str, np.ndarray] = {}
+    captions: list[list[CaptionHit]] = [[] for _ in queries]
+    if retrieves:
+        store = workspace.store()
+        retrievals = retrieve(store, embeddings["coarse"], embeddings["fine"],
+                              coarse_k=settings.coarse_k, fine_k=settings.fine_k, hnsw_ef=settings.hnsw_ef)
+        captions = [r.captions for r in retrievals]
+        fields[CAPTIONS] = _caption_rows(workspace, captions, settings.fine_k, classifier.dim)
+        if INDIRECT_CAPTIONS in needs:
+            nearest = [[hit.pair_id for hit in r.coarse[:settings.fine_k]] for r in retrievals]
+            hits = store.fine_search(embeddings["fine"], nearest, limit=settings.fine_k)
+            ordered = [sorted(h, key=lambda hit, ids=ids: ids.index(hit.pair_id)) for h, ids in zip(
+                hits, nearest, strict=True)]
+            fields[INDIRECT_CAPTIONS] = _caption_rows(workspace, ordered, settings.fine_k, classifier.dim)
+    inputs = MethodInputs(image_embeddings=embeddings["classifier"], prompts=prompts,
+                          logit_scale=classifier.logit_scale, **fields,
+                          **extra_inputs(workspace, needs, labels=labels, template=settings.template,
+                                         files=files or MethodFiles()))
+    result = chosen.modalities(inputs, settings.fine_k)
+    c_images = method.confidence(result.p_image)
     scored = []
     for i, query in enumerate(queries):
-        p_text = method.text_probabilities(caption_embeddings[bounds[i]:bounds[i + 1]], prompts, scale)
-        scored.append(Scored(query=query, p_image=p_images[i], p_text=p_text, c_image=float(c_images[i]),
+        p_text = None
+        if result.p_text is not None and not np.isnan(result.p_text[i]).any():
+            p_text = result.p_text[i]
+        scored.append(Scored(query=query, p_image=result.p_image[i], p_text=p_text, c_image=float(c_images[i]),
                              c_text=None if p_text is None else float(method.confidence(p_text)),
                              captions=captions[i]))
     return scored
 
 
+def _caption_rows(workspace: Workspace, captions: list[list[CaptionHit]], k: int, dim: int) -> np.ndarray:
+    """(N, k, D) the classifier's embeddings of each query's caption hits, NaN rows where fewer came back."""
+    flat = embed_captions(workspace, [hit for hits in captions for hit in hits])
+    out = np.full((len(captions), k, dim), np.nan, dtype=np.float32)
+    start = 0
+    for i, hits in enumerate(captions):
+        out[i, :len(hits)] = flat[start:start + len(hits)]
+        start += len(hits)
+    return out
+
+
 def record_scored(workspace: Workspace, scored: list[Scored], *, labels: list[str],
-                  stream: str) -> list[Classification]:
-    """Append each query to the stream, in order; each one's weights depend on those before it."""
-    normalize = workspace.settings.normalize
+                  stream: str, method_name: str = "xmore") -> list[Classification]:
+    """Append each query to the stream, in order; each one's weights depend on those before it.
+
+    A one-modality method's queries are recorded with normalisation `none` (weight 1, no text).
+    """
+    from .methods import get_method
+
+    two = get_method(method_name).normalize is not None
+    normalize = workspace.settings.normalize if two else "none"
     return [_record(workspace, stream=stream, query=s.query, labels=labels, normalize=normalize,
-                    p_image=s.p_image, p_text=s.p_text, c_image=s.c_image, c_text=s.c_text, captions=s.captions)
+                    p_image=s.p_image, p_text=s.p_text, c_image=s.c_image, c_text=s.c_text, captions=s.captions,
+                    method_name=method_name)
             for s in scored]
 
 
 def classify_paths(workspace: Workspace, paths: list[Path], *, labels: list[str], stream: str,
+                   method_name: str = "xmore", files: MethodFiles | None = None,
                    on_start: Callable[[int], None] = lambda total: None,
                    on_progress: Callable[[int], None] = lambda n: None) -> list[Classification]:
     """Classify image files in order, with the stages of consecutive batches overlapped.
@@ -141,12 +190,21 @@ def classify_paths(workspace: Workspace, paths: list[Path], *, labels: list[str]
     batch decodes in a thread while this one is encoded and searched, and the
     previous batch's history writes run in a writer thread, in stream order.
     """
+    from .errors import StreamMethodError, UnknownStreamError
     from .images import load_image
 
     if not paths:
         return []
     workspace.store()
     workspace.history.check()
+    try:  # the history refuses a second method per stream anyway; this says so before any work
+        held = workspace.history.stream(stream).method
+    except UnknownStreamError:
+        held = method_name
+    if held != method_name:
+        raise StreamMethodError(f"stream {stream!r} holds {held} results; its confidence statistics would mean "
+                                f"nothing for {method_name}: use another stream name "
+                                f"(or `xmore streams reset {stream}`)")
     batch = workspace.settings.batch_size
     chunks = [paths[i:i + batch] for i in range(0, len(paths), batch)]
 
@@ -166,13 +224,15 @@ def classify_paths(workspace: Workspace, paths: list[Path], *, labels: list[str]
             images = next_images.result()
             if i + 1 < len(chunks):
                 next_images = decoders.submit(decode, chunks[i + 1])
-            scored = score_images(workspace, images, [str(p) for p in chunk], labels=labels)
+            scored = score_images(workspace, images, [str(p) for p in chunk], labels=labels,
+                                  method_name=method_name, files=files)
             for image in images:
                 image.close()
             if writing is not None:
                 results += writing.result()
                 on_progress(len(chunks[i - 1]))
-            writing = writer.submit(record_scored, workspace, scored, labels=labels, stream=stream)
+            writing = writer.submit(record_scored, workspace, scored, labels=labels, stream=stream,
+                                    method_name=method_name)
         results += writing.result()
         on_progress(len(chunks[-1]))
     return results
@@ -198,7 +258,7 @@ def weigh(
 def _record(
     workspace: Workspace, *, stream: str, query: str, labels: list[str], normalize: str,
     p_image: np.ndarray, p_text: np.ndarray | None, c_image: float, c_text: float | None,
-    captions: list[CaptionHit],
+    captions: list[CaptionHit], method_name: str,
 ) -> Classification:
     final: dict[str, np.ndarray] = {}
 
@@ -208,9 +268,10 @@ def _record(
         return Decision(w_image=w_image, w_text=w_text, prediction=labels[int(np.argmax(final["p"]))])
 
     event = workspace.history.record(stream, c_image=c_image, c_text=c_text, normalize=normalize,
-                                     query=query, decide=decide)
+                                     query=query, decide=decide, method=method_name)
     return Classification(
-        query=query, stream=stream, seq=event.seq, prediction=event.prediction, normalize=normalize,
+        query=query, stream=stream, seq=event.seq, prediction=event.prediction, method=method_name,
+        normalize=normalize,
         labels=list(labels), probabilities=final["p"].tolist(), p_image=p_image.tolist(),
         p_text=None if p_text is None else p_text.tolist(), c_image=c_image, c_text=c_text,
         w_image=event.w_image, w_text=event.w_text, no_captions=p_text is None, captions=list(captions),

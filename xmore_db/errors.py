@@ -75,6 +75,10 @@ class UnknownStreamError(HistoryError):
     """A stream name that has no history."""
 
 
+class StreamMethodError(BadInputError):
+    """A stream's confidence history belongs to another classification method."""
+
+
 class StreamNameError(BadInputError):
     """A stream name outside the allowed ones (`config.check_stream_name`)."""
 

@@ -154,7 +154,8 @@ def _echo_unit(outcome) -> None:
 
     text = (f"unit {outcome.unit}: {outcome.status}, {outcome.ingested} ingested, {outcome.skipped} skipped, "
             f"{outcome.seconds:.1f} s ({outcome.pairs_per_second:.0f} pairs/s)")
-    tqdm.write(text + (f": {outcome.error}" if outcome.error else ""), file=sys.stderr)
+    tqdm.write(text + (f": {outcome.error}" if outcome.error else "") + (f" ({outcome.note})" if outcome.note else ""),
+               file=sys.stderr)
 
 
 def _load_images(paths: list[Path]):
@@ -209,23 +210,32 @@ def classify(
     template: opt.Template = None,
     coarse_k: opt.CoarseK = None,
     fine_k: opt.FineK = None,
+    method_name: opt.Method = "xmore",
+    textbank: opt.TextBank = None,
+    fusion: opt.Fusion = None,
     json: opt.Json = False,
 ):
-    """Classify images with X-MoRe, appending each to the stream's history.
+    """Classify images, appending each to the stream's history (X-MoRe by default).
 
     --json adds p_I, p_T, raw and adjusted confidences and the final probabilities.
     A query with no retrieved caption is classified by the image alone and flagged.
+    A stream holds one method's results: another method needs another stream.
     """
-    from ..classify import classify_paths
+    from ..classify import classify_methods, classify_paths
     from ..config import check_stream_name
     from ..labels import read_labels
+    from ..methods.inputs import MethodFiles
 
     check_stream_name(stream)
+    if method_name not in classify_methods():
+        raise typer.BadParameter(f"{method_name!r} is not one of {', '.join(classify_methods())}",
+                                 param_hint="--method")
     settings = _settings(ctx, normalize=normalize, template=template, coarse_k=coarse_k, fine_k=fine_k)
     class_names = read_labels(labels)
+    files = MethodFiles(textbank=textbank, fusion=fusion)
     with Workspace(settings) as ws, progress_bar("classifying", unit="image") as bar:
-        results = classify_paths(ws, list(images), labels=class_names, stream=stream,
-                                 on_start=bar.start, on_progress=bar.advance)
+        results = classify_paths(ws, list(images), labels=class_names, stream=stream, method_name=method_name,
+                                 files=files, on_start=bar.start, on_progress=bar.advance)
     if json:
         echo_json([r.to_dict() for r in results])
         return

@@ -105,3 +105,12 @@ Normalize = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of text.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+Method = Annotated[str, typer.Option(
+    "--method", help="Classification method: xmore (the paper), zeroshot (CLIP alone), captions (the caption "
+    "ensemble alone), xmore-indirect (coarse-order captions), and the CODER and RECO methods where they are "
+    "installed (coder, coder-star, coder+captions need --textbank; reco-mean, reco need --fusion for reco).")]
+TextBank = Annotated[Path | None, typer.Option(
+    "--textbank", help="A CODER text bank (JSON); the CODER methods need it.")]
+Fusion = Annotated[Path | None, typer.Option(
+    "--fusion", help="A RECO fusion layer (safetensors); `--method reco` needs it.")]

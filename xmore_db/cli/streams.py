@@ -34,8 +34,8 @@ def list_streams(ctx: typer.Context, json: opt.Json = False):
     if not streams:
         typer.echo("No streams yet: `xmore classify … --stream NAME` creates one.", err=True)
         return
-    echo_table(["stream", "events", "c_I min", "c_I max", "with captions", "c_T min", "c_T max"],
-               [[s.name, s.n_events, _fmt(s.image.min), _fmt(s.image.max), s.text.count,
+    echo_table(["stream", "method", "events", "c_I min", "c_I max", "with captions", "c_T min", "c_T max"],
+               [[s.name, s.method, s.n_events, _fmt(s.image.min), _fmt(s.image.max), s.text.count,
                  _fmt(s.text.min), _fmt(s.text.max)] for s in streams])
 
 
@@ -55,7 +55,8 @@ def show(
     if json:
         echo_json({"stream": asdict(stats), "events": [asdict(e) for e in events]})
         return
-    typer.echo(f"stream {stats.name}: {stats.n_events} events since {stats.created_at:%Y-%m-%d %H:%M:%S}")
+    typer.echo(f"stream {stats.name} ({stats.method}): {stats.n_events} events since "
+               f"{stats.created_at:%Y-%m-%d %H:%M:%S}")
     for label, m in (("image", stats.image), ("text", stats.text)):
         mean = m.sum / m.count if m.count else None
         typer.echo(f"  {label:5} confidence: n={m.count} min={_fmt(m.min)} max={_fmt(m.max)} mean={_fmt(mean)}")

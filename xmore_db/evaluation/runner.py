@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import method
 from ..config import DEFAULT_TEMPLATE
 from ..errors import ConfigError
+from ..methods import MethodInputs, registry
+from ..methods.inputs import MethodFiles, extra_inputs
 from . import scoring, statistics
 from .cache import EvalCache, compute_arrays, setup_key
 from .datasets import EvalDataset
@@ -39,6 +40,7 @@ class EvalOptions:
     bootstrap_seed: int = statistics.DEFAULT_SEED
     # {corpus name: attribute CSV}: the pairs' ground truth, for the retrieval diagnosis.
     corpus_attributes: dict[str, Path] = field(default_factory=dict)
+    files: MethodFiles = field(default_factory=MethodFiles)
 
     def check(self) -> None:
         unknown = [m for m in self.methods if m not in scoring.METHODS]
@@ -88,6 +90,8 @@ def evaluate(
     for corpus, path in options.corpus_attributes.items():
         for column, values in read_corpus_attributes(corpus, path).items():
             attributes.setdefault(column, {}).update(values)
+    known = registry()
+    needs = set().union(*(known[m].needs for m in options.methods))
     for dataset in datasets:
         cache = EvalCache(settings.home / "cache", dataset, setup)
         arrays = None if options.refresh else cache.load()
@@ -101,13 +105,12 @@ def evaluate(
             cache.save(arrays)
         prompts = cache.prompts(dataset.labels, options.template, lambda labels=dataset.labels: class_embeddings(
             workspace.encoder("classifier"), labels, options.template, workspace.prompt_cache_dir))
-        p_image = method.class_probabilities(arrays.image_embeddings, prompts, arrays.logit_scale)
-        p_text = {
-            source: scoring.text_probabilities_by_k(slots, arrays.caption_embeddings, prompts, arrays.logit_scale,
-                                                    options.ks)
-            for source, slots in (("fine", arrays.fine_slots), ("indirect", arrays.indirect_slots))
-        }
-        scores = scoring.score_dataset(p_image, p_text, np.asarray(dataset.targets), methods=options.methods,
+        inputs = MethodInputs(
+            image_embeddings=arrays.image_embeddings, prompts=prompts, logit_scale=arrays.logit_scale,
+            captions=scoring.gather(arrays.fine_slots, arrays.caption_embeddings),
+            indirect_captions=scoring.gather(arrays.indirect_slots, arrays.caption_embeddings),
+            **extra_inputs(workspace, needs, labels=dataset.labels, template=options.template, files=options.files))
+        scores = scoring.score_dataset(inputs, np.asarray(dataset.targets), methods=options.methods,
                                        ks=options.ks, seeds=options.seeds, case_k=options.k)
         diagnosis = diagnose(slots=arrays.fine_slots, fine_pairs=arrays.fine_pairs, coarse_pairs=arrays.coarse_pairs,
                              pair_ids=arrays.pair_ids.tolist(), caption_embeddings=arrays.caption_embeddings,

@@ -5,15 +5,9 @@ captions kept per query (the largest k of a sweep). A caption slot holds an
 index into a table of caption embeddings, -1 where fewer than M came back;
 valid slots come first, best-ranked first.
 
-Methods (all over the same retrievals):
-
-- `zeroshot`: argmax p_I;
-- `captions`: argmax p_T (the caption ensemble, text only); p_I when the
-  query has no caption;
-- `xmore`, `xmore-l1`, `xmore-none`: the confidence ensemble with min-max, L1
-  or no adjustment, replayed over a seeded query order;
-- `xmore-indirect`: `xmore` with the captions of the coarse image neighbours
-  in coarse order instead of the fine text ranking (the paper's Table 3).
+The methods are those of `xmore_db.methods` (zero-shot, the caption ensemble,
+X-MoRe and its variants, CODER, RECO), all over the same retrievals; a method
+with two modalities is replayed as a stream for each seeded query order.
 """
 
 from __future__ import annotations
@@ -23,58 +17,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import method
+from ..methods import MethodInputs, registry
 
-METHODS = ("zeroshot", "captions", "xmore", "xmore-l1", "xmore-none", "xmore-indirect")
-METHOD_NAMES = {
-    "zeroshot": "CLIP zero-shot (image only)",
-    "captions": "Caption ensemble (text only)",
-    "xmore": "X-MoRe (minmax)",
-    "xmore-l1": "X-MoRe (l1, the released code)",
-    "xmore-none": "X-MoRe (none: equal confidence)",
-    "xmore-indirect": "X-MoRe, indirect retrieval (coarse order)",
-}
+METHODS = tuple(registry())
+METHOD_NAMES = {name: m.title for name, m in registry().items()}
 # The methods every other one is compared with, image by image (statistics.paired_difference).
 BASELINES = ("zeroshot", "captions")
-ENSEMBLES = {"xmore": ("minmax", "fine"), "xmore-l1": ("l1", "fine"), "xmore-none": ("none", "fine"),
-             "xmore-indirect": ("minmax", "indirect")}
 DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
-
-
-def text_probabilities_by_k(
-    slots: np.ndarray, caption_embeddings: np.ndarray, prompts: np.ndarray, logit_scale: float,
-    ks: Sequence[int], *, chunk: int = 1024,
-) -> np.ndarray:
-    """p_T of every query for every k: (len(ks), N, C), NaN rows where a query has no caption.
-
-    slots: (N, M) int indices into caption_embeddings (U, D), -1 for none;
-    p_T at k is the mean of the per-caption class distributions of the first
-    min(k, available) captions (method.text_probabilities on each prefix).
-    """
-    slots = np.asarray(slots)
-    n, m = slots.shape
-    ks = [int(k) for k in ks]
-    if any(k < 1 or k > m for k in ks):
-        raise ValueError(f"every k must be in 1..{m}, got {ks}")
-    out = np.full((len(ks), n, prompts.shape[0]), np.nan)
-    if len(caption_embeddings) == 0:
-        return out
-    for start in range(0, n, chunk):
-        block = slots[start:start + chunk]
-        valid = block >= 0
-        per_caption = method.class_probabilities(
-            np.asarray(caption_embeddings)[np.where(valid, block, 0)], prompts, logit_scale)  # (b, M, C)
-        per_caption = np.where(valid[..., None], per_caption, 0.0)
-        cumulative = np.cumsum(per_caption, axis=1)
-        counts = np.cumsum(valid, axis=1)
-        for j, k in enumerate(ks):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[j, start:start + len(block)] = cumulative[:, k - 1] / counts[:, k - 1, None]
-    return out
-
-
-def caption_counts(slots: np.ndarray, k: int) -> np.ndarray:
-    """(N,) the number of captions each query uses at k."""
-    return np.minimum((np.asarray(slots) >= 0).sum(axis=1), k)
 
 
 def confidences(probabilities: np.ndarray) -> np.ndarray:
@@ -123,12 +72,6 @@ def replay(p_image: np.ndarray, p_text: np.ndarray, order: np.ndarray, mode: str
     return {"p": p, "w_image": w_image, "w_text": w_text}
 
 
-def text_predictions(p_image: np.ndarray, p_text: np.ndarray) -> np.ndarray:
-    """argmax p_T, or argmax p_I for a query without captions."""
-    missing = np.isnan(p_text).any(axis=-1)
-    return np.where(missing, np.argmax(p_image, axis=-1), np.argmax(np.nan_to_num(p_text), axis=-1))
-
-
 def accuracy(predictions: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(np.asarray(predictions) == np.asarray(truth))) if len(truth) else float("nan")
 
@@ -163,63 +106,72 @@ def confidence_by_case(p_image: np.ndarray, p_text: np.ndarray, w_image: np.ndar
     return out
 
 
+def gather(slots: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """(N, M, D) rows of `table` (U, D) at `slots` (N, M), NaN rows where a slot is -1."""
+    slots = np.asarray(slots)
+    table = np.asarray(table, dtype=np.float32)
+    out = np.full((*slots.shape, table.shape[1] if table.ndim == 2 else 0), np.nan, dtype=np.float32)
+    valid = slots >= 0
+    if valid.any():
+        out[valid] = table[slots[valid]]
+    return out
+
+
 def score_dataset(
-    p_image: np.ndarray, p_text: dict[str, np.ndarray], truth: np.ndarray, *, methods: Sequence[str],
-    ks: Sequence[int], seeds: Sequence[int], case_k: int,
+    inputs: MethodInputs, truth: np.ndarray, *, methods: Sequence[str], ks: Sequence[int], seeds: Sequence[int],
+    case_k: int,
 ) -> dict:
     """Every method's accuracy at every k and seed, with the Table 6 and Table 8 statistics.
 
-    p_text: {"fine": (len(ks), N, C), "indirect": (len(ks), N, C)} from
-    text_probabilities_by_k. Returns plain Python values:
-    {"accuracy": {method: {k: {"mean", "per_seed"}}}, "entropy": {"image", "text": {k}},
-    "confidence_by_case": {case: ...}} (cases at case_k, averaged over seeds), and
-    "outcomes": {method: [N floats]}, each image's correctness at case_k averaged
-    over the seeds (what the paired bootstrap resamples).
+    Returns plain Python values: {"accuracy": {method: {k: {"mean", "per_seed"}}},
+    "entropy": {"image", "text": {k}}, "confidence_by_case": {case: ...}} (cases
+    of X-MoRe minmax at case_k, averaged over seeds), and "outcomes": {method:
+    [N floats]}, each image's correctness at case_k averaged over the seeds (what
+    the paired bootstrap resamples). A method that does not use k gets the same
+    numbers at every k.
     """
-    unknown = [m for m in methods if m not in METHODS]
+    known = registry()
+    unknown = [m for m in methods if m not in known]
     if unknown:
-        raise ValueError(f"unknown methods {unknown}: choose from {', '.join(METHODS)}")
+        raise ValueError(f"unknown methods {unknown}: choose from {', '.join(known)}")
     ks = [int(k) for k in ks]
     truth = np.asarray(truth)
     acc: dict[str, dict[int, dict]] = {m: {} for m in methods}
     outcomes: dict[str, list[float]] = {}
-    cases_per_seed = []
-    for j, k in enumerate(ks):
-        for name in methods:
-            if name == "zeroshot":
-                correct = [np.argmax(p_image, axis=-1) == truth] * len(seeds)
-            elif name == "captions":
-                correct = [text_predictions(p_image, p_text["fine"][j]) == truth] * len(seeds)
+    for name in methods:
+        m = known[name]
+        for k in ks:
+            if not m.uses_k and k != ks[0]:
+                acc[name][k] = acc[name][ks[0]]
+                continue
+            mod = m.modalities(inputs, k)
+            if mod.p_text is None or m.normalize is None:
+                correct = [np.argmax(mod.p_image, axis=-1) == truth] * len(seeds)
             else:
-                mode, source = ENSEMBLES[name]
-                correct = []
-                for seed in seeds:
-                    result = replay(p_image, p_text[source][j], query_order(len(truth), seed), mode)
-                    correct.append(np.argmax(result["p"], axis=-1) == truth)
-                    if name == "xmore" and k == case_k:
-                        cases_per_seed.append(confidence_by_case(p_image, p_text["fine"][j], result["w_image"],
-                                                                 result["w_text"], truth))
+                correct = [np.argmax(replay(mod.p_image, mod.p_text, query_order(len(truth), seed),
+                                            m.normalize)["p"], axis=-1) == truth for seed in seeds]
             per_seed = [float(c.mean()) if len(truth) else float("nan") for c in correct]
             acc[name][k] = {"mean": float(np.mean(per_seed)), "per_seed": per_seed}
-            if k == case_k:
+            if k == case_k or (not m.uses_k and name not in outcomes):
                 outcomes[name] = np.mean(correct, axis=0).astype(float).tolist()
-    if not cases_per_seed and len(ks):  # xmore not among the methods: the cases still describe it
-        j = ks.index(case_k)
-        for seed in seeds:
-            result = replay(p_image, p_text["fine"][j], query_order(len(truth), seed), "minmax")
-            cases_per_seed.append(confidence_by_case(p_image, p_text["fine"][j], result["w_image"],
-                                                     result["w_text"], truth))
+    xmore = known["xmore"]
+    cases_per_seed = []
+    at_case = xmore.modalities(inputs, case_k)
+    for seed in seeds:
+        result = replay(at_case.p_image, at_case.p_text, query_order(len(truth), seed), "minmax")
+        cases_per_seed.append(confidence_by_case(at_case.p_image, at_case.p_text, result["w_image"],
+                                                 result["w_text"], truth))
     cases = {case: {key: float(np.nanmean([c[case][key] for c in cases_per_seed]))
                     if any(not np.isnan(c[case][key]) for c in cases_per_seed) else float("nan")
                     for key in ("c_image", "c_text", "ratio")} | {"n": cases_per_seed[0][case]["n"]}
              for case in CASES}
     text_entropy = {}
-    for j, k in enumerate(ks):
-        h = entropy(p_text["fine"][j])
+    for k in ks:
+        h = entropy(xmore.modalities(inputs, k).p_text)
         text_entropy[k] = float(np.nanmean(h)) if (~np.isnan(h)).any() else float("nan")
     return {
         "accuracy": acc,
-        "entropy": {"image": float(entropy(p_image).mean()), "text": text_entropy},
+        "entropy": {"image": float(entropy(at_case.p_image).mean()), "text": text_entropy},
         "confidence_by_case": cases,
         "outcomes": outcomes,
     }

@@ -26,6 +26,7 @@ class StreamStats:
     image: ModalityStats
     text: ModalityStats
     created_at: datetime
+    method: str = "xmore"
 
 
 @dataclass(frozen=True)
@@ -49,3 +50,4 @@ class Event:
     prediction: str
     normalize: str
     created_at: datetime
+    method: str = "xmore"

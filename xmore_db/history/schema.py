@@ -49,6 +49,7 @@ streams = Table(
     Column("text_min", Double, nullable=True),
     Column("text_max", Double, nullable=True),
     Column("text_sum", Double, nullable=False),
+    Column("method", Text, nullable=False, server_default="xmore"),
 )
 
 # Append-only: one row per classified query, numbered 1.. within its stream.
@@ -70,6 +71,7 @@ events = Table(
     Column("w_text", Double, nullable=False),
     Column("prediction", Text, nullable=False),
     Column("normalize", Text, nullable=False),
+    Column("method", Text, nullable=False, server_default="xmore"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("stream_id", "seq"),
 )

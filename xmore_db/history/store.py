@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
 
 from ..config import NORMALIZATIONS, check_stream_name
-from ..errors import BadInputError, ConfigError, HistoryError, UnknownStreamError
+from ..errors import BadInputError, ConfigError, HistoryError, StreamMethodError, UnknownStreamError
 from .database import Database
 from .records import Decision, Event, ModalityStats, StreamStats
 from .schema import events, streams
@@ -75,12 +75,14 @@ class ConfidenceHistory:
         normalize: str,
         query: str | None,
         decide: Callable[[StreamStats], Decision],
+        method: str = "xmore",
     ) -> Event:
         """Add one query to `stream` (created on first use) in one transaction.
 
         `decide` receives the stream's statistics with this query already
         counted and returns the weights and prediction to store. If it raises,
-        nothing is recorded.
+        nothing is recorded. A stream holds one `method`: a query of another is
+        refused (StreamMethodError), and nothing is recorded.
         """
         check_stream_name(stream)  # one rule on every backend (config.py)
         c_image = _check_confidence("c_image", c_image)
@@ -89,8 +91,12 @@ class ConfidenceHistory:
             raise ConfigError(f"unknown normalisation {normalize!r}: choose one of {', '.join(NORMALIZATIONS)}")
         now = datetime.now(timezone.utc)
         with self.database.transaction(write=True) as conn:
-            upsert = _upsert_stream(conn.dialect.name, stream, c_image, c_text, now)
+            upsert = _upsert_stream(conn.dialect.name, stream, c_image, c_text, now, method)
             row = conn.execute(upsert).one()
+            if row.method != method:  # raising rolls the statistics' update back
+                raise StreamMethodError(
+                    f"stream {stream!r} holds {row.method} results; its confidence statistics would mean nothing "
+                    f"for {method}: use another stream name (or `xmore streams reset {stream}`)")
             stats = _stats(row)
             decision = decide(stats)
             if not isinstance(decision, Decision):
@@ -106,6 +112,7 @@ class ConfidenceHistory:
                 prediction=str(decision.prediction),
                 normalize=normalize,
                 created_at=now,
+                method=method,
             )
             values = asdict(recorded)
             del values["stream"]
@@ -156,7 +163,7 @@ class ConfidenceHistory:
         return stream_id
 
 
-def _upsert_stream(dialect: str, name: str, c_image: float, c_text: float | None, now: datetime):
+def _upsert_stream(dialect: str, name: str, c_image: float, c_text: float | None, now: datetime, method: str):
     """INSERT the stream or bump its statistics, RETURNING the row after the change."""
     if dialect == "postgresql":
         insert, lowest, highest = pg_insert, func.least, func.greatest
@@ -177,6 +184,7 @@ def _upsert_stream(dialect: str, name: str, c_image: float, c_text: float | None
         text_min=c_text,
         text_max=c_text,
         text_sum=0.0 if c_text is None else c_text,
+        method=method,
     )
     changes = {
         "n_events": s.n_events + 1,
@@ -215,6 +223,7 @@ def _stats(row: Row) -> StreamStats:
         image=ModalityStats(row.n_events, _float(row.image_min), _float(row.image_max), float(row.image_sum)),
         text=ModalityStats(row.text_count, _float(row.text_min), _float(row.text_max), float(row.text_sum)),
         created_at=_utc(row.created_at),
+        method=row.method,
     )
 
 
@@ -230,6 +239,7 @@ def _event(stream: str, row: Row) -> Event:
         prediction=row.prediction,
         normalize=row.normalize,
         created_at=_utc(row.created_at),
+        method=row.method,
     )
 
 
