@@ -35,10 +35,12 @@ def eval_command(
         "--images-root", help="[NAME=]DIR the CoOp split's paths are relative to "
         "(default: the split's folder/images, or its folder).")] = None,
     split: Annotated[str, typer.Option("--split", help="Which list of a CoOp split file to evaluate.")] = "test",
-    methods: Annotated[str, typer.Option(
-        "--methods", "-m", help="Comma-separated: zeroshot (image only), captions (caption ensemble, text only), "
-        "xmore (minmax), xmore-l1, xmore-none, xmore-indirect (coarse-order captions, Table 3).")] = (
-        "zeroshot,captions,xmore,xmore-l1,xmore-none,xmore-indirect"),
+    methods: Annotated[str | None, typer.Option(
+        "--methods", "-m", help="Comma-separated methods (see `xmore classify --help` for what each is); "
+        "xmore-l1, xmore-none and xmore-indirect are X-MoRe's ablations. Default: every method whose "
+        "inputs are given (the CODER methods with --textbank, reco with --fusion).")] = None,
+    textbank: opt.TextBank = None,
+    fusion: opt.Fusion = None,
     fine_k: opt.FineK = None,
     ks: Annotated[str, typer.Option("--ks", help="The k sweep; every image is retrieved once at the largest.")] = (
         "1,2,4,8,16,32,64"),
@@ -77,6 +79,7 @@ def eval_command(
     from ..evaluation import EvalOptions, dataset_name, evaluate, load_dataset
     from ..evaluation.datasets import parse_named
     from ..evaluation.report import diagnosis_table, difference_tables, main_table, write_outputs
+    from ..methods.inputs import MethodFiles, available_methods
     from .base import settings_from
 
     settings = settings_from(ctx, template=template)
@@ -91,7 +94,9 @@ def eval_command(
         if not Path(path).is_file():
             raise typer.BadParameter(f"no such file: {path}", param_hint="--corpus-attributes")
         attribute_files[corpus] = Path(path)
-    options = EvalOptions(methods=[m.strip() for m in methods.split(",") if m.strip()], ks=sweep, k=k,
+    files = MethodFiles(textbank=textbank, fusion=fusion)
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods is not None else available_methods(files)
+    options = EvalOptions(methods=chosen, files=files, ks=sweep, k=k,
                           coarse_k=big_k, seeds=_ints(seeds, "--seeds"), template=settings.template, refresh=refresh,
                           resamples=resamples, bootstrap_seed=bootstrap_seed, corpus_attributes=attribute_files)
     options.check()

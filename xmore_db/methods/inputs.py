@@ -28,6 +28,18 @@ class MethodFiles:
     fusion: Path | None = None
 
 
+def available_methods(files: MethodFiles) -> list[str]:
+    """The registered methods whose inputs can be computed with `files` (what eval runs by default)."""
+    from . import registry
+
+    missing = set()
+    if files.textbank is None:
+        missing.add(TEXTBANK)
+    if files.fusion is None:
+        missing.add(FUSION)
+    return [name for name, m in registry().items() if not (m.needs & missing)]
+
+
 def extra_inputs(workspace: Workspace, needs: set[str], *, labels: list[str], template: str,
                  files: MethodFiles) -> dict[str, Any]:
     """{MethodInputs field: value} for the needs beyond captions; ConfigError naming a missing file."""
