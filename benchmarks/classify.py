@@ -39,7 +39,7 @@ from xmore_db.history import ConfidenceHistory, Decision  # noqa: E402
 from xmore_db.models import class_embeddings, load_encoder  # noqa: E402
 from xmore_db.retrieval import retrieve  # noqa: E402
 from xmore_db.store import CaptionCache, PairBatch, Provenance  # noqa: E402
-from xmore_db.synthetic import write_queries  # noqa: E402
+from xmore_db.toy import write_queries  # noqa: E402
 
 WORDS = "red green blue small large photo of a the dog cat flower car plane on white background stock image".split()
 

@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from xmore_db.config import Settings  # noqa: E402
 from xmore_db.ingest import IngestOptions, ingest  # noqa: E402
-from xmore_db.sources.synthetic import write_embeddings_folder  # noqa: E402
 from xmore_db.store import Provenance, pair_id  # noqa: E402
 from xmore_db.store.base import COARSE_VECTOR, FINE_VECTOR  # noqa: E402
 from xmore_db.store.edge import WRITE_CHUNK, _config  # noqa: E402
+from xmore_db.toy.formats import write_embeddings_folder  # noqa: E402
 from xmore_db.workspace import Workspace  # noqa: E402
 
 COARSE_MODEL, FINE_MODEL = "ViT-B-32:openai", "ViT-L-14:openai"  # only their sizes are used: 512, 768

@@ -6,6 +6,7 @@ demo-data/corpus/          images + captions.csv: the external corpus to ingest 
                            and attributes.csv: each pair's drawn attributes (for `xmore eval --corpus-attributes`)
 demo-data/tests/<task>/    ImageFolder test sets with labels.txt: shape, colour, texture, shape-sketch
 demo-data/queries/         a few images for `xmore classify`, with demo-data/labels.txt (shapes)
+demo-data/textbanks/<task>.json  CODER text banks from the generator's vocabulary (for `xmore eval --textbank`)
 """
 
 import argparse
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from xmore_db.toy import TASKS, write_corpus, write_test_set
 from xmore_db.toy.render import SHAPES
+from xmore_db.toy.textbank import write_toy_banks
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("root", nargs="?", type=Path, default=Path("demo-data"))
@@ -32,6 +34,8 @@ for i, name in enumerate(TASKS):
     write_test_set(root / "tests" / name, name, args.test, seed=args.test_seed + i)
 write_test_set(root / "queries", "shape", args.queries, seed=999)
 (root / "labels.txt").write_text("\n".join(SHAPES) + "\n", encoding="utf-8")
+write_toy_banks(root / "textbanks")
 print(f"wrote {args.corpus} captioned images to {root / 'corpus'}, test sets {', '.join(TASKS)} "
-      f"({args.test} images each) to {root / 'tests'}, {args.queries} queries to {root / 'queries'} "
+      f"({args.test} images each) to {root / 'tests'}, {args.queries} queries to {root / 'queries'}, "
+      f"text banks to {root / 'textbanks'} "
       f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)

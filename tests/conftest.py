@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures_db import *  # noqa: F403  (sqlite_url, postgres_url, history_url, …)
-from xmore_db.synthetic import write_corpus, write_labels, write_queries
+from xmore_db.toy import write_corpus, write_labels, write_queries
 
 # The tiny built-in architectures: coarse and classifier share 32-d, fine is 48-d,
 # so a role mix-up shows up as a size mismatch.

@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from typer.testing import CliRunner
 
-from xmore_db.cli.app import app
-
-runner = CliRunner()
-
-
-def run(*args: str, code: int = 0):
-    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
-
-
-def run_json(*args: str):
-    return json.loads(run(*args, "--json").stdout)
+from tests.cli import fails, ok_json
 
 
 def forbid_caption_encoding(monkeypatch):
@@ -35,40 +20,40 @@ def forbid_caption_encoding(monkeypatch):
 
 
 def test_ingest_fills_cache_and_classify_reads_it(backend_env, corpus_dir, query_images, labels_file, monkeypatch):
-    run_json("init")
-    report = run_json("ingest", corpus_dir, "--corpus", "shapes")
+    ok_json("init")
+    report = ok_json("ingest", corpus_dir, "--corpus", "shapes")
     assert report["caption_cache"] == "filled with xmore-tiny"
-    assert run_json("status")["caption_cache"] == {"model": "xmore-tiny", "dim": 32}
+    assert ok_json("status")["caption_cache"] == {"model": "xmore-tiny", "dim": 32}
     # Class prompts are encoded once and cached on disk; after that, no text is encoded at all.
-    warm = run_json("classify", query_images[0], "--labels", labels_file, "--stream", "warm")
+    warm = ok_json("classify", query_images[0], "--labels", labels_file, "--stream", "warm")
     forbid_caption_encoding(monkeypatch)
-    cached = run_json("classify", query_images[0], "--labels", labels_file, "--stream", "cold")
+    cached = ok_json("classify", query_images[0], "--labels", labels_file, "--stream", "cold")
     assert cached[0]["probabilities"] == pytest.approx(warm[0]["probabilities"], abs=1e-5)
     assert not cached[0]["no_captions"]
 
 
 def test_cache_captions_backfills_an_uncached_corpus(backend_env, corpus_dir, query_images, labels_file,
                                                    monkeypatch):
-    run_json("init")
-    run_json("--no-caption-cache", "ingest", corpus_dir, "--corpus", "shapes")
-    assert run_json("status")["caption_cache"] is None
-    uncached = run_json("classify", query_images[1], "--labels", labels_file, "--stream", "a")
-    filled = run_json("cache-captions")
+    ok_json("init")
+    ok_json("--no-caption-cache", "ingest", corpus_dir, "--corpus", "shapes")
+    assert ok_json("status")["caption_cache"] is None
+    uncached = ok_json("classify", query_images[1], "--labels", labels_file, "--stream", "a")
+    filled = ok_json("cache-captions")
     assert filled["filled"] == 60 and filled["model"] == "xmore-tiny"
-    assert run_json("cache-captions")["filled"] == 0  # nothing left to fill
+    assert ok_json("cache-captions")["filled"] == 0  # nothing left to fill
     forbid_caption_encoding(monkeypatch)
-    cached = run_json("classify", query_images[1], "--labels", labels_file, "--stream", "b")
+    cached = ok_json("classify", query_images[1], "--labels", labels_file, "--stream", "b")
     assert cached[0]["probabilities"] == pytest.approx(uncached[0]["probabilities"], abs=1e-5)
 
 
 def test_cache_of_another_classifier_is_not_used_or_replaced_silently(backend_env, corpus_dir, query_images,
                                                                      labels_file, monkeypatch):
-    run_json("init")
-    run_json("ingest", corpus_dir, "--corpus", "shapes")
+    ok_json("init")
+    ok_json("ingest", corpus_dir, "--corpus", "shapes")
     monkeypatch.setenv("XMORE_CLASSIFIER_MODEL", "xmore-tiny-wide")
     # classify still works: the cache is for xmore-tiny, so captions are encoded at query time
-    assert run_json("classify", query_images[0], "--labels", labels_file, "--stream", "w")[0]["prediction"]
-    refused = run("cache-captions", code=1)
-    assert "holds xmore-tiny" in refused.stderr and "--rebuild" in refused.stderr
-    rebuilt = run_json("cache-captions", "--rebuild")
+    assert ok_json("classify", query_images[0], "--labels", labels_file, "--stream", "w")[0]["prediction"]
+    refused = fails("cache-captions")
+    assert "holds xmore-tiny" in refused and "--rebuild" in refused
+    rebuilt = ok_json("cache-captions", "--rebuild")
     assert rebuilt["replaced"] == "xmore-tiny" and rebuilt["filled"] == 60 and rebuilt["dim"] == 48

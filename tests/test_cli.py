@@ -3,35 +3,20 @@
 from __future__ import annotations
 
 import csv
-import json
+import re
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.cli import ok, ok_json, xmore
 from xmore_db.cli.app import app
-
-runner = CliRunner()
-
-
-def xmore(*args: str, input: str | None = None):
-    result = runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
-    return result
+from xmore_db.history import head_revision
 
 
-def ok(*args: str):
-    result = xmore(*args)
-    assert result.exit_code == 0, result.output + result.stderr
-    return result
-
-
-def ok_json(*args: str):
-    return json.loads(ok(*args, "--json").stdout)
-
-
-def test_init_ingest_retrieve_classify_show(backend_env, corpus_dir, query_images, labels_file):
+def test_init_ingest_retrieve_classify_show(backend_env, request, corpus_dir, query_images, labels_file):
     init = ok_json("init")
     assert init["collections_created"] is True
-    assert init["vector_backend"] == ("qdrant-server" if "XMORE_QDRANT_URL" in backend_env else "qdrant-edge")
+    # The fixture's ids are the backend names `init` reports: qdrant-edge, qdrant-server.
+    assert init["vector_backend"] == request.node.callspec.params["backend_env"]
     assert init["provenance"].items() >= {"coarse_model": "xmore-tiny", "coarse_dim": 32,
                                           "fine_model": "xmore-tiny-wide", "fine_dim": 48}.items()
     assert ok_json("init")["collections_created"] is False
@@ -60,7 +45,7 @@ def test_init_ingest_retrieve_classify_show(backend_env, corpus_dir, query_image
         assert r["prediction"] in labels
         assert r["prediction"] == labels[max(range(len(labels)), key=lambda i: r["probabilities"][i])]
         assert sum(r["probabilities"]) == pytest.approx(1.0)
-        assert len(r["p_image"]) == len(r["p_text"]) == 3
+        assert len(r["p_image"]) == len(r["p_text"]) == len(labels)
         assert 0 <= r["c_image"] <= 1 and 0 <= r["c_text"] <= 1
         assert not r["no_captions"] and len(r["captions"]) == 4
     # The first query of a stream has max == min, so both adjusted confidences are 1.
@@ -73,10 +58,16 @@ def test_init_ingest_retrieve_classify_show(backend_env, corpus_dir, query_image
     assert [e["prediction"] for e in shown["events"]] == [r["prediction"] for r in results]
 
     text = ok("classify", query_images[3], "--labels", labels_file, "--stream", "s1").stdout
-    assert "seq" in text and "4" in text
+    header, row = text.splitlines()
+    assert header.split() == ["seq", "image", "prediction", "p", "ĉ_I", "ĉ_T", "retrieval"]
+    event = ok_json("streams", "show", "s1")["events"][-1]
+    seq, image, prediction, p, w_image, w_text, retrieval = re.split(r"\s{2,}", row)
+    assert (seq, image, prediction) == ("4", str(query_images[3]), event["prediction"]) and event["seq"] == 4
+    assert (w_image, w_text, retrieval) == (f"{event['w_image']:.2f}", f"{event['w_text']:.2f}", "4 captions")
+    assert re.fullmatch(r"0\.\d{3}|1\.000", p)
     status = ok_json("status")
     assert status["collections"] == {"images": 60, "texts": 60}
-    assert status["database_revision"] and status["streams"] == 1
+    assert status["database_revision"] == head_revision() and status["streams"] == 1
 
 
 def test_normalisations_are_selectable(backend_env, corpus_dir, query_images, labels_file):
@@ -139,7 +130,7 @@ def test_every_command_has_help():
     seen = 0
     for path, command in _walk(root):
         assert (command.help or "").strip(), f"xmore {' '.join(path)} has no help"
-        result = runner.invoke(app, [*path, "--help"])
+        result = xmore(*path, "--help")
         assert result.exit_code == 0 and "Usage" in result.stdout
         seen += 1
     assert seen >= 10

@@ -9,10 +9,9 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.cli import ok
 from tests.conftest import TINY_MODELS
-from xmore_db.cli.app import app
 from xmore_db.history import ConfidenceHistory
 
 PROCESSES = 8
@@ -22,18 +21,14 @@ PROCESSES = 8
 @pytest.mark.slow
 def test_eight_processes_classify_into_one_stream(postgres_url, tmp_path, monkeypatch, corpus_dir,
                                                   query_images, labels_file):
-
-
     env = dict(os.environ, **TINY_MODELS, XMORE_DATABASE_URL=postgres_url, XMORE_COARSE_K="16", XMORE_FINE_K="4")
     env.pop("XMORE_QDRANT_URL", None)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     base = tmp_path / "base"
     monkeypatch.setenv("XMORE_HOME", str(base))
-    runner = CliRunner()
-    for args in (["init"], ["ingest", str(corpus_dir), "--corpus", "shapes"]):
-        result = runner.invoke(app, args, catch_exceptions=False)
-        assert result.exit_code == 0, result.output
+    ok("init")
+    ok("ingest", corpus_dir, "--corpus", "shapes")
 
     # The embedded engine allows one process per store: each classifier gets its own copy.
     homes = []

@@ -2,24 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
-from typer.testing import CliRunner
-
-from xmore_db.cli.app import app
-from xmore_db.sources.synthetic import write_embeddings_folder
-
-runner = CliRunner()
-
-
-def run(*args, input=None):
-    return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
-
-
-def ok_json(*args):
-    result = run(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+from tests.cli import fails, ok, ok_json, xmore
+from xmore_db.toy.formats import write_embeddings_folder
 
 
 def test_list_show_delete(backend_env, tmp_path):
@@ -33,30 +17,28 @@ def test_list_show_delete(backend_env, tmp_path):
     assert listed["a"]["units"] == {"pending": 0, "running": 0, "done": 2, "failed": 0}
     assert (listed["a"]["rows"], listed["a"]["ingested"]) == (9, 9)
     assert listed["a"]["points"] == {"images": 9, "texts": 9} and listed["b"]["points"] == {"images": 3, "texts": 3}
-    assert "a" in run("corpora", "list").stdout
+    assert "a" in ok("corpora", "list").stdout
 
     shown = ok_json("corpora", "show", "a")
     assert [(u["unit"], u["status"], u["ingested"]) for u in shown["units"]] == [("0000", "done", 5),
                                                                                 ("0001", "done", 4)]
     assert all(u["seconds"] is not None and u["worker"] for u in shown["units"])
-    assert "0001" in run("corpora", "show", "a").stdout
+    assert "0001" in ok("corpora", "show", "a").stdout
 
-    refused = run("corpora", "delete", "a", input="n\n")
+    refused = xmore("corpora", "delete", "a", input="n\n")
     assert refused.exit_code != 0 and ok_json("status")["collections"] == {"images": 12, "texts": 12}
     deleted = ok_json("corpora", "delete", "a", "--yes")
     assert deleted == {"corpus": "a", "points_removed": {"images": 9, "texts": 9}, "units_removed": 2}
     assert ok_json("status")["collections"] == {"images": 3, "texts": 3}
     assert [c["corpus"] for c in ok_json("corpora", "list")] == ["b"]
-    missing = run("corpora", "show", "a")
-    assert missing.exit_code == 1 and "no corpus named 'a'" in missing.stderr
+    assert "no corpus named 'a'" in fails("corpora", "show", "a")
 
 
 def test_a_corpus_keeps_its_source_kind(backend_env, tmp_path, corpus_dir):
     ok_json("init")
     folder = write_embeddings_folder(tmp_path / "e", [3], coarse_dim=32)
     ok_json("ingest", folder, "--corpus", "x")
-    result = run("ingest", corpus_dir, "--corpus", "x")
-    assert result.exit_code == 1 and "(embeddings source), not from a folder source" in result.stderr
+    assert "(embeddings source), not from a folder source" in fails("ingest", corpus_dir, "--corpus", "x")
 
 
 def _tiny_wide_checkpoint(path):
@@ -78,10 +60,8 @@ def test_an_ingest_that_cannot_load_its_encoders_registers_nothing(backend_env, 
     ok_json("init")
     weights.unlink()  # the fine model's weights go missing after init
     folder = write_embeddings_folder(tmp_path / "e", [5, 4], coarse_dim=32)  # captions to encode: fine model
-    result = run("ingest", folder, "--corpus", "c")
-    assert result.exit_code == 1
-    [line] = result.stderr.strip().splitlines()
-    assert line.startswith("Error: ") and str(weights) in line and "XMORE_FINE_MODEL" in line
+    line = fails("ingest", folder, "--corpus", "c")
+    assert str(weights) in line and "XMORE_FINE_MODEL" in line
     # No phantom corpus, no point, no caption cache declared: nothing was written.
     assert ok_json("corpora", "list") == []
     status = ok_json("status")

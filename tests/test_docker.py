@@ -6,15 +6,13 @@ repository's compose file. Skipped, with the reason, where no Docker engine runs
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from xmore_db.cli.app import app
+from tests.cli import ok_json
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,14 +71,7 @@ def test_cli_against_qdrant_server_and_postgres(compose_services, monkeypatch, t
     for name, value in {**TINY_MODELS, **compose_services, "XMORE_HOME": str(tmp_path),
                         "XMORE_COARSE_K": "16", "XMORE_FINE_K": "4"}.items():
         monkeypatch.setenv(name, value)
-    runner = CliRunner()
-
-    def run(*args):
-        result = runner.invoke(app, [*map(str, args), "--json"], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        return json.loads(result.stdout)
-
-    assert run("init")["vector_backend"] == "qdrant-server"
-    assert run("ingest", corpus_dir, "--corpus", "docker-shapes")["collections"]["images"] >= 60
-    results = run("classify", *query_images, "--labels", labels_file, "--stream", f"docker-{tmp_path.name}")
+    assert ok_json("init")["vector_backend"] == "qdrant-server"
+    assert ok_json("ingest", corpus_dir, "--corpus", "docker-shapes")["collections"]["images"] >= 60
+    results = ok_json("classify", *query_images, "--labels", labels_file, "--stream", f"docker-{tmp_path.name}")
     assert [r["seq"] for r in results] == list(range(1, len(query_images) + 1))

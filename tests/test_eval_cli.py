@@ -8,25 +8,16 @@ import re
 import shutil
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.cli import fails, ok, ok_json, xmore
 from tests.conftest import TINY_MODELS
-from xmore_db.cli.app import app
-from xmore_db.evaluation import METHODS
+from xmore_db.methods.inputs import MethodFiles, available_methods
 from xmore_db.toy import write_corpus, write_test_set
 
-runner = CliRunner()
+# What eval runs without a text bank or a fusion file: X-MoRe, its baselines and ablations, reco-mean.
+METHODS = available_methods(MethodFiles())
+
 SWEEP = ["--ks", "1,2,4", "-k", "2", "-K", "16"]
-
-
-def xmore(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-def ok(*args):
-    result = xmore(*args)
-    assert result.exit_code == 0, result.output + result.stderr
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +85,7 @@ def test_eval_both_layouts_writes_every_output_and_reuses_the_cache(env, data, m
     assert 0 <= shape["diagnosis"]["coarse_same_class"] <= 1 and shape["diagnosis"]["captions"] == 20
 
     # Eval replays streams offline: the history stays empty.
-    assert "No streams" in ok("streams", "list").output or ok("streams", "list", "--json").stdout.strip() == "[]"
+    assert ok_json("streams", "list") == []
 
     # A second eval with other methods, k and seeds encodes nothing.
     from xmore_db.models import ClipEncoder
@@ -104,9 +95,8 @@ def test_eval_both_layouts_writes_every_output_and_reuses_the_cache(env, data, m
 
     monkeypatch.setattr(ClipEncoder, "encode_images", refuse)
     monkeypatch.setattr(ClipEncoder, "encode_texts", refuse)
-    again = ok("eval", "--dataset", f"shape={data['shape']}", "--dataset", data["colour"], "--ks", "1,4", "-k", "4",
-               "-K", "16", "--methods", "zeroshot,xmore-l1", "--seeds", "2", "--out", env / "run2", "--json")
-    second = json.loads(again.stdout)
+    second = ok_json("eval", "--dataset", f"shape={data['shape']}", "--dataset", data["colour"], "--ks", "1,4",
+                     "-k", "4", "-K", "16", "--methods", "zeroshot,xmore-l1", "--seeds", "2", "--out", env / "run2")
     assert all(d["cache"]["hit"] for d in second["datasets"].values())
     assert set(second["table"]) == {"zeroshot", "xmore-l1"}
     assert second["table"]["zeroshot"] == {k: v for k, v in results["table"]["zeroshot"].items()}
@@ -114,8 +104,7 @@ def test_eval_both_layouts_writes_every_output_and_reuses_the_cache(env, data, m
 
 def test_eval_with_an_empty_store_classifies_by_the_image_alone(env, data):
     ok("init")
-    result = ok("eval", "--dataset", data["shape"], *SWEEP, "--out", env / "out", "--json")
-    results = json.loads(result.stdout)
+    results = ok_json("eval", "--dataset", data["shape"], *SWEEP, "--out", env / "out")
     shape = results["datasets"]["shape"]
     assert shape["no_captions"] == {"fine": 10, "indirect": 10}
     for name in METHODS:
@@ -125,21 +114,18 @@ def test_eval_with_an_empty_store_classifies_by_the_image_alone(env, data):
 
 def test_eval_rejects_bad_input_with_one_line(env, data, tmp_path):
     ok("init")
-    result = xmore("eval", "--dataset", data["shape"], "--methods", "zeroshot,magic", *SWEEP)
-    assert result.exit_code == 1 and "unknown methods magic" in result.stderr
-    result = xmore("eval", "--dataset", data["shape"], "--ks", "1,32", "-K", "16")
-    assert result.exit_code == 1 and "cannot exceed K (16)" in result.stderr
+    assert "unknown methods magic" in fails("eval", "--dataset", data["shape"], "--methods", "zeroshot,magic", *SWEEP)
+    assert "cannot exceed K (16)" in fails("eval", "--dataset", data["shape"], "--ks", "1,32", "-K", "16")
     odd = tmp_path / "odd"
     shutil.copytree(data["shape"], odd)
     (odd / "hexagon").mkdir()
-    result = xmore("eval", "--dataset", odd, *SWEEP)
-    assert result.exit_code == 1 and "sub-folders of" in result.stderr and "hexagon" in result.stderr
+    line = fails("eval", "--dataset", odd, *SWEEP)
+    assert "sub-folders of" in line and "hexagon" in line
     result = xmore("eval", "--dataset", data["shape"], "--labels", f"nope={odd / 'labels.txt'}", *SWEEP)
     assert result.exit_code == 2 and "no dataset named nope" in result.stderr
     split = json.loads(data["colour"].read_text())
     split["test"][0][1] = 99
     bad = tmp_path / "split_zhou_bad.json"
     bad.write_text(json.dumps(split))
-    result = xmore("eval", "--dataset", bad, "--labels", data["colour"].parent / "labels.txt",
-                   "--images-root", data["colour"].parent / "images", *SWEEP)
-    assert result.exit_code == 1 and "label index 99" in result.stderr
+    assert "label index 99" in fails("eval", "--dataset", bad, "--labels", data["colour"].parent / "labels.txt",
+                                     "--images-root", data["colour"].parent / "images", *SWEEP)

@@ -11,25 +11,17 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.cli import fails, ok_json
 from tests.conftest import TINY_MODELS
-from xmore_db.cli.app import app
 from xmore_db.config import Settings
 from xmore_db.history import Database
 from xmore_db.history.units import UnitLedger
-from xmore_db.sources.synthetic import write_embeddings_folder
 from xmore_db.store import open_store, pair_id
+from xmore_db.toy.formats import write_embeddings_folder
 
-runner = CliRunner()
 COARSE, FINE = 32, 48
 HOOKED_INGEST = Path(__file__).with_name("ingest_with_hooks.py")  # ingest with the writer's test hook
-
-
-def ok_json(*args: str):
-    result = runner.invoke(app, [str(a) for a in args] + ["--json"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def make_env(tmp_path: Path, name: str, monkeypatch=None, database_url: str | None = None) -> dict[str, str]:
@@ -195,9 +187,7 @@ def test_second_writer_on_sqlite_is_refused_with_one_line(tmp_path, monkeypatch,
     env = make_env(tmp_path, "home", monkeypatch)
     ok_json("init")
     with ledger(env).writer_lock():
-        result = runner.invoke(app, ["ingest", str(folder), "--corpus", "c", "--text-emb", str(fine)])
-    assert result.exit_code == 1
-    [line] = result.stderr.strip().splitlines()
+        line = fails("ingest", folder, "--corpus", "c", "--text-emb", fine)
     assert "another xmore ingest is writing" in line and "PostgreSQL" in line
     assert ok_json("ingest", folder, "--corpus", "c", "--text-emb", fine)["ingested"] == 48
 

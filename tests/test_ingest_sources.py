@@ -9,24 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
+from tests.cli import ok_json, xmore
 from tests.conftest import TINY_MODELS
-from xmore_db.cli.app import app
-from xmore_db.sources.synthetic import add_member, write_embeddings_folder, write_shards
+from xmore_db.toy.formats import add_member, write_embeddings_folder, write_shards
 
-runner = CliRunner()
 COARSE, FINE = 32, 48  # xmore-tiny, xmore-tiny-wide
-
-
-def run(*args: str):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-def ok_json(*args: str):
-    result = run(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 @pytest.fixture
@@ -86,7 +74,7 @@ def test_every_bad_row_kind_is_skipped_and_counted(edge_env, tmp_path):
     short = pq.read_table(folder / "metadata" / "metadata_0002.parquet").slice(0, 3)
     pq.write_table(short, folder / "metadata" / "metadata_0002.parquet")  # 5 vectors, 3 captions
 
-    result = run("ingest", folder, "--corpus", "bad", "--max-caption-chars", "40", "--json")
+    result = xmore("ingest", folder, "--corpus", "bad", "--max-caption-chars", "40", "--json")
     assert result.exit_code == 1  # a partition of another width fails: all its rows skipped for one reason
     report = json.loads(result.stdout)
     assert (report["units_done"], report["units_failed"]) == (2, 1) and report["ingested"] == 5 + 0 + 3
@@ -108,7 +96,7 @@ def test_a_unit_that_cannot_be_read_fails_alone_and_is_retried(edge_env, tmp_pat
     folder = write_embeddings_folder(tmp_path / "emb", [4, 4, 4], coarse_dim=COARSE)
     good = (folder / "img_emb" / "img_emb_0001.npy").read_bytes()
     (folder / "img_emb" / "img_emb_0001.npy").write_bytes(b"\x93NUMPY garbage")
-    result = run("ingest", folder, "--corpus", "c", "--json")
+    result = xmore("ingest", folder, "--corpus", "c", "--json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     assert (report["units_done"], report["units_failed"], report["ingested"]) == (2, 1, 8)

@@ -6,26 +6,18 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from xmore_db.cli.app import app
+from tests.cli import fails, ok, ok_json
 from xmore_db.config import Settings
 from xmore_db.store import PairBatch
 from xmore_db.workspace import Workspace
 
-runner = CliRunner()
 WARNING = ("Warning: the index of images needs building (a bulk load deferred it or a kill interrupted it; "
            "searches scan instead): run `xmore optimize`")
 
 
 class Killed(BaseException):
     """Stands for a kill -9: nothing after it runs, no except clause of ours catches it."""
-
-
-def xmore(*args: str):
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output + result.stderr
-    return result
 
 
 def interrupted_load(n: int = 10) -> None:
@@ -42,29 +34,29 @@ def interrupted_load(n: int = 10) -> None:
 
 
 def test_status_warns_and_optimize_finishes_an_interrupted_build(backend_env):
-    xmore("init")
-    clean = xmore("status")
+    ok("init")
+    clean = ok("status")
     assert "Warning" not in clean.stderr
     assert "  index of texts: 0 points, no graph (searched under an id filter)" in clean.stdout.splitlines()
 
     interrupted_load()
-    status = xmore("status")
+    status = ok("status")
     assert status.stderr.strip() == WARNING
     [line] = [line for line in status.stdout.splitlines() if line.startswith("  index of images:")]
     assert line.endswith(": build needed, run `xmore optimize`")
-    shown = json.loads(xmore("status", "--json").stdout)
+    shown = ok_json("status")
     assert shown["index"]["images"] | {"indexed": None} == {
         "points": 10, "indexed": None, "graph": True, "needs_build": True}
     assert shown["index"]["texts"]["needs_build"] is False
 
-    done = json.loads(xmore("optimize", "--json").stdout)
+    done = ok_json("optimize")
     assert done["was_needed"] is True
     assert not any(state["needs_build"] for state in done["index"].values())
     assert done["index"]["images"]["points"] == 10
-    after = xmore("status")
+    after = ok("status")
     assert "Warning" not in after.stderr and "build needed" not in after.stdout
 
-    again = xmore("optimize")
+    again = ok("optimize")
     assert again.stdout.startswith("Optimized ") and "(nothing was pending)" in again.stdout.splitlines()[0]
     images = ("10 points, no index (qdrant-client local mode)" if "XMORE_QDRANT_URL" in backend_env
               else "0/10 indexed (segments under the indexing threshold are searched exactly)")
@@ -73,20 +65,17 @@ def test_status_warns_and_optimize_finishes_an_interrupted_build(backend_env):
 
 
 def test_optimize_on_a_store_never_initialised_says_run_init(backend_env):
-    result = runner.invoke(app, ["optimize"])
-    assert result.exit_code == 1
-    assert result.stderr.startswith("Error: no collections at ") and result.stderr.rstrip().endswith(
-        ": run `xmore init`")
-    assert len(result.stderr.strip().splitlines()) == 1
+    line = fails("optimize")
+    assert line.startswith("Error: no collections at ") and line.endswith(": run `xmore init`")
 
 
 def test_ingest_rerun_finishes_an_interrupted_build(backend_env, corpus_dir):
-    xmore("init")
-    xmore("ingest", str(corpus_dir), "--corpus", "shapes")
+    ok("init")
+    ok("ingest", str(corpus_dir), "--corpus", "shapes")
     interrupted_load()  # as if the ingest had been killed in its final build
-    assert xmore("status").stderr.strip() == WARNING
-    again = json.loads(xmore("ingest", str(corpus_dir), "--corpus", "shapes", "--json").stdout)
+    assert ok("status").stderr.strip() == WARNING
+    again = ok_json("ingest", str(corpus_dir), "--corpus", "shapes")
     assert (again["ingested"], again["already_present"]) == (0, 60)  # no unit left to write ...
-    status = xmore("status", "--json")  # ... and still the build was finished
+    status = ok("status", "--json")  # ... and still the build was finished
     assert "Warning" not in status.stderr
     assert not any(state["needs_build"] for state in json.loads(status.stdout)["index"].values())

@@ -8,15 +8,12 @@ Before: a password given as `?password=…` in XMORE_DATABASE_URL showed in
 from __future__ import annotations
 
 import json
-import warnings
 
 import pytest
-from typer.testing import CliRunner
 
-from xmore_db.cli.app import app
+from tests.cli import fails, ok, xmore
 from xmore_db.config import Settings, mask_secrets, mask_url_password, url_secrets
 
-runner = CliRunner()
 SECRET = "s3cr3t-Pw"
 
 # (url, what must remain visible once masked)
@@ -94,12 +91,6 @@ def test_settings_masked_and_secrets():
     assert {SECRET, "k3y-value"} <= set(settings.secrets())
 
 
-def _run(*args: str):
-    with warnings.catch_warnings():  # qdrant-client warns of an API key over http: not ours to test
-        warnings.simplefilter("ignore")
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-
 def _assert_hidden(result, url: str) -> None:
     for secret in _secret_parts(url):
         assert secret not in result.stdout, result.stdout
@@ -110,30 +101,29 @@ def _assert_hidden(result, url: str) -> None:
 def test_database_url_forms_in_config_status_and_errors(backend_env, monkeypatch, url, shown):
     monkeypatch.setenv("XMORE_DATABASE_URL", url)
     for args in (["config"], ["config", "--json"]):
-        result = _run(*args)
-        assert result.exit_code == 0, result.output
+        result = ok(*args)
         _assert_hidden(result, url)
         assert "****" in result.stdout
     for args in (["status"], ["status", "--json"], ["init"], ["streams", "list"]):
-        result = _run(*args)
+        result = xmore(*args)
         assert result.exit_code == 1, result.output  # nothing answers on port 1 / the URL is not one
         _assert_hidden(result, url)
         assert result.stderr.startswith(("Error: cannot connect to database ", "Error: invalid database URL "))
         assert "****" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # qdrant-client warns of an API key over http: not ours to test
 @pytest.mark.parametrize(("url", "shown"), QDRANT_FORMS.values(), ids=QDRANT_FORMS.keys())
 def test_qdrant_url_forms_in_config_and_errors(backend_env, monkeypatch, url, shown):
     monkeypatch.setenv("XMORE_QDRANT_URL", url)
     monkeypatch.setenv("XMORE_QDRANT_API_KEY", "k3y-value")
     for args in (["config"], ["config", "--json"]):
-        result = _run(*args)
-        assert result.exit_code == 0, result.output
+        result = ok(*args)
         _assert_hidden(result, url)
         assert "k3y-value" not in result.stdout
         assert shown in result.stdout
     for args in (["status"], ["status", "--json"], ["init"]):
-        result = _run(*args)
+        result = xmore(*args)
         assert result.exit_code == 1, result.output  # no Qdrant server here
         _assert_hidden(result, url)
         assert "k3y-value" not in result.output
@@ -145,6 +135,5 @@ def test_an_error_quoting_the_bare_password_is_masked(backend_env, monkeypatch):
     """Whatever a driver or library says, the literal values given as secrets never show."""
     monkeypatch.setenv("XMORE_DATABASE_URL", f"postgresql+psycopg://bob:{SECRET}@127.0.0.1:1/db")
     monkeypatch.setenv("XMORE_NORMALIZE", f"bad-{SECRET}")  # a ConfigError message quoting the value
-    result = _run("config")
-    assert result.exit_code == 1
-    assert SECRET not in result.stderr and "unknown normalisation 'bad-****'" in result.stderr
+    line = fails("config")
+    assert SECRET not in line and "unknown normalisation 'bad-****'" in line

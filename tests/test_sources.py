@@ -11,7 +11,7 @@ import pytest
 
 from xmore_db.errors import BadInputError, CaptionsError, UnitReadError
 from xmore_db.sources import detect_kind, open_source
-from xmore_db.sources.synthetic import add_member, write_embeddings_folder, write_shards
+from xmore_db.toy.formats import add_member, write_embeddings_folder, write_shards
 
 
 def rows_of(source, unit, batch_rows=4):

@@ -7,14 +7,11 @@ PostgreSQL with an index-row error; control characters were accepted.
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
 
-from xmore_db.cli.app import app
+from tests.cli import fails
 from xmore_db.config import MAX_STREAM_NAME_CHARS, check_stream_name
 from xmore_db.errors import BadInputError, StreamNameError
 from xmore_db.history import ConfidenceHistory, Decision
-
-runner = CliRunner()
 
 GOOD = ["default", "flowers", "run 3 / seed=0 #a", "ünïcode 字 ✓", "x" * MAX_STREAM_NAME_CHARS,
         "\U0001F600" * MAX_STREAM_NAME_CHARS]  # 200 four-byte characters: 800 bytes
@@ -84,22 +81,14 @@ def cli_env(backend_env, history_url, monkeypatch):
     return backend_env
 
 
-def _fails(*args: str) -> str:
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
 @pytest.mark.parametrize("backend_env", ["qdrant-edge"], indirect=True)
 def test_cli_refuses_them_before_touching_anything(cli_env, query_images, labels_file, monkeypatch):
     image, labels = str(query_images[0]), str(labels_file)
-    line = _fails("classify", image, "--labels", labels, "--stream", "x" * 6000)
+    line = fails("classify", image, "--labels", labels, "--stream", "x" * 6000)
     assert line.startswith("Error: stream name 'xxxx") and "has 6,000 characters" in line
-    assert "U+0007" in _fails("classify", image, "--labels", labels, "--stream", "bell\x07")
-    assert "is empty" in _fails("classify", image, "--labels", labels, "--stream", "")
-    assert "U+000A" in _fails("streams", "show", "two\nlines")
-    assert "has 6,000 characters" in _fails("streams", "reset", "x" * 6000, "--yes")
+    assert "U+0007" in fails("classify", image, "--labels", labels, "--stream", "bell\x07")
+    assert "is empty" in fails("classify", image, "--labels", labels, "--stream", "")
+    assert "U+000A" in fails("streams", "show", "two\nlines")
+    assert "has 6,000 characters" in fails("streams", "reset", "x" * 6000, "--yes")
     monkeypatch.setenv("XMORE_STREAM", "tab\there")
-    assert "U+0009" in _fails("classify", image, "--labels", labels)
+    assert "U+0009" in fails("classify", image, "--labels", labels)

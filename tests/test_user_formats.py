@@ -18,24 +18,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
+from tests.cli import fails, ok_json, xmore
 from tests.conftest import TINY_MODELS
-from xmore_db.cli.app import app
 
-runner = CliRunner()
 COARSE, FINE = 32, 48  # xmore-tiny, xmore-tiny-wide
 COLOURS = [(220, 40, 40), (40, 170, 60), (40, 70, 220)]
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-def ok_json(*args):
-    result = run(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 @pytest.fixture
@@ -80,9 +68,7 @@ def test_jsonl_without_known_columns_fails_before_writing_and_columns_can_be_nam
     image_files(folder, ["a.jpg", "b.jpg"])
     (folder / "captions.jsonl").write_text(json.dumps({"picture": "a.jpg", "words": "one"}) + "\n"
                                            + json.dumps({"picture": "b.jpg", "words": "two"}) + "\n")
-    result = run("ingest", folder, "--corpus", "own")
-    assert result.exit_code == 1
-    [line] = result.stderr.strip().splitlines()
+    line = fails("ingest", folder, "--corpus", "own")
     assert "has no image column and no caption column" in line and "found picture, words" in line
     for name in ("image, image_path, file_name, filepath", "caption, text, title", "--image-column"):
         assert name in line
@@ -114,11 +100,11 @@ def test_csv_column_error_says_what_was_found_and_what_would_work(home, tmp_path
     folder = tmp_path / "bad"
     image_files(folder, ["0.jpg"])
     (folder / "captions.csv").write_text("picture\tcaption\n0.jpg\tone\n")
-    line = run("ingest", folder, "--corpus", "bad").stderr.strip()
+    line = fails("ingest", folder, "--corpus", "bad")
     assert "read as tab-separated" in line and "found picture, caption" in line
     assert "image, image_path, file_name, filepath, filename, file, path" in line
-    wrong = run("ingest", folder, "--corpus", "bad", "--separator", ";", "--image-column", "picture")
-    assert wrong.exit_code == 1 and "separated by ';'" in wrong.stderr and "--separator tab" in wrong.stderr
+    wrong = fails("ingest", folder, "--corpus", "bad", "--separator", ";", "--image-column", "picture")
+    assert "separated by ';'" in wrong and "--separator tab" in wrong
     assert ok_json("ingest", folder, "--corpus", "bad", "--separator", "tab",
                    "--image-column", "picture")["ingested"] == 1
 
@@ -127,7 +113,7 @@ def test_a_unit_whose_rows_are_all_skipped_for_one_reason_fails_naming_the_cause
     folder = tmp_path / "moved"
     image_files(folder, [f"pics/{i}.jpg" for i in range(4)])
     (folder / "captions.csv").write_text("image,caption\n" + "".join(f"images/{i}.jpg,c {i}\n" for i in range(4)))
-    result = run("ingest", folder, "--corpus", "moved", "--json")
+    result = xmore("ingest", folder, "--corpus", "moved", "--json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     assert report["ingested"] == 0 and report["units_failed"] == 1
@@ -189,7 +175,7 @@ def test_failed_downloads_are_counted_with_their_status(home, tmp_path):
 def test_a_shard_still_being_written_fails_then_is_read_whole(home, tmp_path):
     img2dataset_shard(tmp_path / "wds", 0, 4)
     img2dataset_shard(tmp_path / "wds", 1, 9, cut_after=4)
-    result = run("ingest", tmp_path / "wds", "--corpus", "w", "--json")
+    result = xmore("ingest", tmp_path / "wds", "--corpus", "w", "--json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     assert report["failures"].keys() == {"00001.tar"} and "end-of-archive" in report["failures"]["00001.tar"]
@@ -223,7 +209,7 @@ def test_a_changed_shard_is_ingested_again_under_the_same_ids(home, tmp_path):
 
 def test_fewer_samples_than_the_stats_successes_fails_the_shard(home, tmp_path):
     img2dataset_shard(tmp_path / "wds", 0, 3, successes=5)
-    result = run("ingest", tmp_path / "wds", "--corpus", "w", "--json")
+    result = xmore("ingest", tmp_path / "wds", "--corpus", "w", "--json")
     assert result.exit_code == 1
     error = json.loads(result.stdout)["failures"]["00000.tar"]
     assert "3 samples" in error and "5 successes" in error and "--allow-partial" in error

@@ -6,6 +6,7 @@ package at build time (setup.py); this is the test that they really ship.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_MODELS
+from xmore_db.history import head_revision
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,4 +58,4 @@ def test_installed_wheel_inits_a_fresh_home(wheel, tmp_path):
     status = subprocess.run([sys.executable, "-m", "xmore_db", "status", "--json"], cwd=work, env=env,
                             capture_output=True, text=True)
     assert status.returncode == 0, status.stderr
-    assert '"revision"' in status.stdout or "revision" in status.stdout
+    assert json.loads(status.stdout)["database_revision"] == head_revision()

@@ -18,6 +18,8 @@ from .errors import ConfigError, StreamNameError
 # How confidences are adjusted over a stream (method.adjust); named here so the CLI needs no numpy.
 NORMALIZATIONS = ("minmax", "l1", "none")
 DEFAULT_TEMPLATE = "a photo of a {label}."
+# CODER*: re-rank the top 5 when the softmax gap between the first two is below this (the authors: 0.05 to 0.6).
+DEFAULT_CODER_THRESHOLD = 0.1
 # Stream names: at most 4 bytes a character in UTF-8, so 200 stay far below
 # PostgreSQL's limit on a unique-index entry (about 2,700 bytes).
 MAX_STREAM_NAME_CHARS = 200
@@ -103,6 +105,10 @@ class Settings:
     normalize: str = "minmax"
     batch_size: int = 32
     caption_cache: bool = True
+    # RECO: the weight of the retrieved mean in reco-mean, and the items retrieved per query.
+    reco_alpha: float = 1.0
+    reco_k: int = 10
+    coder_threshold: float = DEFAULT_CODER_THRESHOLD
 
     # Each field's environment variable; the CLI declares the same names.
     ENV = {
@@ -122,6 +128,9 @@ class Settings:
         "normalize": "XMORE_NORMALIZE",
         "batch_size": "XMORE_BATCH_SIZE",
         "caption_cache": "XMORE_CAPTION_CACHE",
+        "reco_alpha": "XMORE_RECO_ALPHA",
+        "reco_k": "XMORE_RECO_K",
+        "coder_threshold": "XMORE_CODER_THRESHOLD",
     }
 
     def __post_init__(self) -> None:
@@ -131,7 +140,12 @@ class Settings:
             raise ConfigError(
                 f"unknown normalisation {self.normalize!r}: choose one of {', '.join(NORMALIZATIONS)}"
             )
-        for name in ("coarse_k", "fine_k", "hnsw_ef", "batch_size"):
+        if not 0 <= self.reco_alpha < float("inf"):
+            raise ConfigError(f"reco_alpha must be a finite number at least 0, got {self.reco_alpha}")
+        if not 0 <= self.coder_threshold <= 1:
+            raise ConfigError(f"the CODER* threshold (--coder-threshold, XMORE_CODER_THRESHOLD) must be between 0 "
+                              f"and 1, a gap between two probabilities; got {self.coder_threshold}")
+        for name in ("coarse_k", "fine_k", "hnsw_ef", "batch_size", "reco_k"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.fine_k > self.coarse_k:
@@ -340,6 +354,8 @@ def _coerce(name: str, var: str, raw: str, type_name: object) -> object:
     try:
         if kind == "int":
             return int(raw)
+        if kind == "float":
+            return float(raw)
         if "Path" in kind:
             return Path(raw)
     except ValueError:

@@ -31,6 +31,10 @@ class LabelsError(BadInputError):
     """A labels file is empty, malformed or has duplicates."""
 
 
+class TextBankError(BadInputError):
+    """A CODER text bank (or the authors' knowledge files it is imported from) is missing or malformed."""
+
+
 class UnknownModelError(XmoreError):
     """An architecture or pretrained tag that open_clip does not know."""
 

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import commands, corpora, optimize, streams
+from . import commands, corpora, optimize, reco, streams, textbank
 from . import eval as eval_cli
 from . import options as opt
 from .base import make_app
@@ -34,6 +34,9 @@ def root(
     batch_size: opt.BatchSize = None,
     hnsw_ef: opt.HnswEf = None,
     caption_cache: opt.CaptionCacheOption = None,
+    reco_alpha: opt.RecoAlpha = None,
+    reco_k: opt.RecoK = None,
+    coder_threshold: opt.CoderThreshold = None,
 ):
     """Settings given here apply to every command; each also reads its XMORE_* variable."""
     # Settings errors surface when a command runs, through the group's error mapping.
@@ -41,7 +44,8 @@ def root(
         home=home, qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key, database_url=database_url,
         coarse_model=coarse_model, fine_model=fine_model, classifier_model=classifier_model,
         device=device, model_cache_dir=model_cache, batch_size=batch_size, hnsw_ef=hnsw_ef,
-        caption_cache=caption_cache,
+        caption_cache=caption_cache, reco_alpha=reco_alpha, reco_k=reco_k,
+        coder_threshold=coder_threshold,
     )
 
 
@@ -50,6 +54,8 @@ eval_cli.register(app)
 optimize.register(app)
 app.add_typer(streams.app, name="streams")
 app.add_typer(corpora.app, name="corpora")
+app.add_typer(textbank.app, name="textbank")
+app.add_typer(reco.app, name="reco")
 
 
 def main() -> None:

@@ -39,7 +39,9 @@ def eval_command(
         "--methods", "-m", help="Comma-separated methods (see `xmore classify --help` for what each is); "
         "xmore-l1, xmore-none and xmore-indirect are X-MoRe's ablations. Default: every method whose "
         "inputs are given (the CODER methods with --textbank, reco with --fusion).")] = None,
-    textbank: opt.TextBank = None,
+    textbank: Annotated[list[str] | None, typer.Option(
+        "--textbank", help="[NAME=]FILE: a CODER text bank (JSON) for the CODER methods. A bare FILE applies to "
+        "every dataset; NAME=FILE to one (each bank must hold exactly its dataset's classes).")] = None,
     fusion: opt.Fusion = None,
     fine_k: opt.FineK = None,
     ks: Annotated[str, typer.Option("--ks", help="The k sweep; every image is retrieved once at the largest.")] = (
@@ -76,9 +78,12 @@ def eval_command(
     95 % paired bootstrap interval over the test images.
     Nothing is written to the confidence history: streams are replayed offline.
     """
+    from ..coder.encode import check_banks
     from ..evaluation import EvalOptions, dataset_name, evaluate, load_dataset
     from ..evaluation.datasets import parse_named
     from ..evaluation.report import diagnosis_table, difference_tables, main_table, write_outputs
+    from ..methods import registry
+    from ..methods.base import TEXTBANK
     from ..methods.inputs import MethodFiles, available_methods
     from .base import settings_from
 
@@ -94,7 +99,9 @@ def eval_command(
         if not Path(path).is_file():
             raise typer.BadParameter(f"no such file: {path}", param_hint="--corpus-attributes")
         attribute_files[corpus] = Path(path)
-    files = MethodFiles(textbank=textbank, fusion=fusion)
+    bank_files, default_bank = parse_named(textbank, "--textbank")
+    files = MethodFiles(textbank=Path(default_bank) if default_bank else None,
+                        textbanks={n: Path(p) for n, p in bank_files.items()}, fusion=fusion)
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods is not None else available_methods(files)
     options = EvalOptions(methods=chosen, files=files, ks=sweep, k=k,
                           coarse_k=big_k, seeds=_ints(seeds, "--seeds"), template=settings.template, refresh=refresh,
@@ -113,13 +120,15 @@ def eval_command(
     if len(set(names)) != len(names):
         raise typer.BadParameter(f"two datasets are named alike ({', '.join(names)}): use NAME=PATH",
                                  param_hint="--dataset")
-    for option, given in (("--labels", label_files), ("--images-root", roots)):
+    for option, given in (("--labels", label_files), ("--images-root", roots), ("--textbank", bank_files)):
         unknown = sorted(set(given) - set(names))
         if unknown:
             raise typer.BadParameter(f"no dataset named {', '.join(unknown)}", param_hint=option)
     loaded = [load_dataset(n, p, Path(label_files.get(n) or default_labels) if (label_files.get(n) or default_labels)
                            else None, images_root=Path(roots.get(n) or default_root) if (roots.get(n) or default_root)
                            else None, split=split) for n, p in specs]
+    if any(TEXTBANK in registry()[m].needs for m in chosen):  # every bank read and checked before any work
+        check_banks({d.name: (files.for_dataset(d.name).textbank, d.labels) for d in loaded})
 
     with Workspace(settings) as ws:
         results = evaluate(ws, loaded, options, progress=lambda label: progress_bar(label, unit="image"))

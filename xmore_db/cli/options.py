@@ -81,6 +81,25 @@ CaptionCacheOption = Annotated[
                       "no caption at query time (`xmore cache-captions` fills it for existing corpora).",
                  show_default="on"),
 ]
+RecoAlpha = Annotated[
+    float | None,
+    typer.Option("--reco-alpha", envvar=_ENV["reco_alpha"], min=0.0,
+                 help="reco-mean: the weight of the similarity-weighted mean of the retrieved embeddings added to "
+                      "each query before renormalising (0: zero-shot).", show_default="1.0"),
+]
+RecoK = Annotated[
+    int | None,
+    typer.Option("--reco-k", envvar=_ENV["reco_k"], min=1,
+                 help="RECO: items retrieved per query (reco-mean; the default of `xmore reco train --k`; "
+                      "a trained fusion layer uses the k it was trained with).", show_default="10"),
+]
+CoderThreshold = Annotated[
+    float | None,
+    typer.Option("--coder-threshold", envvar=_ENV["coder_threshold"],
+                 help="CODER*: re-rank the top 5 classes by the one-vs-one texts when the softmax gap between the "
+                      "first two is below this (0 to 1; 0: never; the authors tune it per dataset, 0.05 to 0.6).",
+                 show_default="0.1"),
+]
 CoarseK = Annotated[
     int | None,
     typer.Option("--coarse-k", "-K", envvar=_ENV["coarse_k"], min=1,

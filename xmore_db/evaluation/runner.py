@@ -109,7 +109,8 @@ def evaluate(
             image_embeddings=arrays.image_embeddings, prompts=prompts, logit_scale=arrays.logit_scale,
             captions=scoring.gather(arrays.fine_slots, arrays.caption_embeddings),
             indirect_captions=scoring.gather(arrays.indirect_slots, arrays.caption_embeddings),
-            **extra_inputs(workspace, needs, labels=dataset.labels, template=options.template, files=options.files))
+            **extra_inputs(workspace, needs, labels=dataset.labels, template=options.template,
+                           files=options.files.for_dataset(dataset.name)))
         scores = scoring.score_dataset(inputs, np.asarray(dataset.targets), methods=options.methods,
                                        ks=options.ks, seeds=options.seeds, case_k=options.k)
         diagnosis = diagnose(slots=arrays.fine_slots, fine_pairs=arrays.fine_pairs, coarse_pairs=arrays.coarse_pairs,

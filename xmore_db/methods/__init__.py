@@ -12,7 +12,7 @@ from importlib import import_module
 from .base import INPUTS, Method, MethodInputs, Modalities
 
 # Modules that define a METHODS tuple, in the order the tables list them.
-_MODULES = ("xmore",)
+_MODULES = ("xmore", "coder", "reco")
 
 
 def registry() -> dict[str, Method]:

@@ -9,11 +9,10 @@ and the class prompts' retrieved neighbours (RECO's text side).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
 from .base import FUSION, PROMPT_NEIGHBOURS, TEXTBANK
 
 if TYPE_CHECKING:
@@ -25,7 +24,13 @@ class MethodFiles:
     """Files some methods read: a CODER text bank (JSON), a RECO fusion layer (safetensors)."""
 
     textbank: Path | None = None
+    # Eval only: a text bank per dataset name (--textbank NAME=FILE), before `textbank` (a bare FILE).
+    textbanks: dict[str, Path] = field(default_factory=dict)
     fusion: Path | None = None
+
+    def for_dataset(self, name: str) -> MethodFiles:
+        """The files for one dataset of an eval: its own text bank where one is named for it."""
+        return replace(self, textbank=self.textbanks.get(name, self.textbank), textbanks={})
 
 
 def available_methods(files: MethodFiles) -> list[str]:
@@ -33,7 +38,7 @@ def available_methods(files: MethodFiles) -> list[str]:
     from . import registry
 
     missing = set()
-    if files.textbank is None:
+    if files.textbank is None and not files.textbanks:
         missing.add(TEXTBANK)
     if files.fusion is None:
         missing.add(FUSION)
@@ -45,7 +50,11 @@ def extra_inputs(workspace: Workspace, needs: set[str], *, labels: list[str], te
     """{MethodInputs field: value} for the needs beyond captions; ConfigError naming a missing file."""
     out: dict[str, Any] = {}
     if TEXTBANK in needs:
-        raise ConfigError("the CODER methods are not available yet")
+        from ..coder.encode import workspace_bank
+
+        out["textbank"] = workspace_bank(workspace, files.textbank, labels)
     if FUSION in needs or PROMPT_NEIGHBOURS in needs:
-        raise ConfigError("the RECO methods are not available yet")
+        from ..reco.inputs import reco_inputs
+
+        out.update(reco_inputs(workspace, needs, labels=labels, template=template, fusion=files.fusion))
     return out

@@ -2,10 +2,11 @@
 
 A source names its work units (stable names: an npy partition, a tar shard, a
 slice of a captions file) and reads one unit as batches of rows. A row carries
-its key and caption, and either precomputed vectors or an image still to be
-decoded. Rows a source cannot use are dropped while reading and counted in the
-batch under a reason (`SKIP_REASONS`); the pipeline drops and counts the rest
-(empty captions, NaN vectors, undecodable images) the same way.
+its key and caption, what it keeps to be found again (url, path, chosen columns:
+see `payload`), and either precomputed vectors or an image still to be decoded.
+Rows a source cannot use are dropped while reading and counted in the batch
+under a reason (`SKIP_REASONS`); the pipeline drops and counts the rest (empty
+captions, NaN vectors, undecodable images) the same way.
 
 A unit whose files cannot be read raises `UnitReadError`: that unit fails, alone.
 A source names each unit's files (`files`), whose sizes and modification times
@@ -103,6 +104,7 @@ class RowBatch:
     image_vectors: np.ndarray | None = None  # (n, coarse_dim) float32, precomputed
     text_vectors: np.ndarray | None = None  # (n, fine_dim) float32, precomputed
     images: list[ImageRef] | None = None  # to decode and encode
+    extras: list[dict] | None = None  # payload fields besides the caption: url, path, metadata (`payload`)
     rows: int = 0
     skipped: Counter = field(default_factory=Counter)
     already_present: int = 0  # rows left out because both their points are stored already
@@ -130,6 +132,7 @@ class RowBatch:
             image_vectors=None if self.image_vectors is None else self.image_vectors[index],
             text_vectors=None if self.text_vectors is None else self.text_vectors[index],
             images=None if self.images is None else [self.images[i] for i in pick],
+            extras=None if self.extras is None else [self.extras[i] for i in pick],
             rows=self.rows,
             skipped=self.skipped,
             already_present=self.already_present,

@@ -26,6 +26,7 @@ from .checks import (
     canonical_ids,
     caption_hit,
     check_batch,
+    check_cache_queries,
     check_candidates,
     check_caption_vectors,
     check_limit,
@@ -229,6 +230,41 @@ class VectorStore(ABC):
             out[i] = sorted_by_score([caption_hit(p) for p in points])
         return out
 
+    def caption_cache_search(self, queries: np.ndarray, *, limit: int) -> list[list[ImageHit]]:
+        """queries (B, cache dim), the classifier's text embeddings: the `limit` pairs whose cached caption
+        embedding is nearest to each, as (pair_id, score) hits, by an exact scan of `texts` (RECO's text side).
+
+        StoreMismatchError (naming `xmore cache-captions`) when there is no caption cache.
+        """
+        matrix = check_cache_queries(queries, self.caption_cache(), self.location)
+        limit = check_limit(limit)
+        if len(matrix) == 0:
+            return []
+        with self._calls("searching the caption cache"):
+            results = self._query_caption_cache(matrix, limit=limit)
+        return [sorted_by_score([ImageHit(pair_id=str(p.id), score=float(p.score)) for p in points])
+                for points in results]
+
+    def image_vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """(n, coarse dim) the stored image embeddings of `ids` (vector "coarse"); NaN rows where none is stored."""
+        dim = self._provenance().coarse_dim
+        wanted = canonical_ids(ids)
+        distinct = list(dict.fromkeys(wanted))
+        records: list[object] = []
+        for start in range(0, len(distinct), READ_CHUNK):
+            with self._calls("reading image embeddings"):
+                records += self._read_vectors(IMAGES, distinct[start:start + READ_CHUNK], COARSE_VECTOR)
+        return cached_rows(wanted, records, dim, vector=COARSE_VECTOR)
+
+    def corpus_pairs(self, corpus: str, *, limit: int, offset: str | None = None
+                     ) -> tuple[list[tuple[str, str]], str | None]:
+        """A page of (pair id, key) of one corpus, in id order, and the next page's offset (None at the end)."""
+        self._provenance()
+        with self._calls("listing a corpus' pairs"):
+            records, next_offset = self._scroll_corpus(TEXTS, corpus, limit=check_limit(limit), offset=offset)
+        page = [(str(r.id), str((r.payload or {}).get("key", ""))) for r in records]
+        return page, None if next_offset is None else str(next_offset)
+
     def counts(self) -> dict[str, int]:
         return self._counts(None)
 
@@ -375,6 +411,15 @@ class VectorStore(ABC):
     @abstractmethod
     def _query_texts(self, matrix: np.ndarray, groups: list[list[str]], *, limit: int) -> list[Sequence[object]]:
         """Per query row, scored points (.id, .score, .payload) of `texts` among its group of ids, exactly."""
+
+    @abstractmethod
+    def _query_caption_cache(self, matrix: np.ndarray, *, limit: int) -> list[Sequence[object]]:
+        """Per query row, scored points (.id, .score) of `texts` by the caption-cache vector, exactly."""
+
+    @abstractmethod
+    def _scroll_corpus(self, collection: str, corpus: str, *, limit: int,
+                       offset: str | None) -> tuple[Sequence[object], object | None]:
+        """A page of records (.id, .payload with "key") of one corpus, and the next offset."""
 
     @abstractmethod
     def _count(self, collection: str, corpus: str | None) -> int:

@@ -67,6 +67,23 @@ def check_queries(
     return array
 
 
+def check_cache_queries(queries: np.ndarray, cache: CaptionCache | None, location: str) -> np.ndarray:
+    """(B, cache dim) float32 queries for the caption cache's vector; StoreMismatchError without a cache or
+    with another size."""
+    if cache is None:
+        raise StoreMismatchError(f"the vector store at {location} has no caption cache: run `xmore cache-captions`")
+    array = np.asarray(queries)
+    if array.ndim != 2:
+        raise ValueError(f"caption-cache queries must be a (B, dim) matrix, got shape {array.shape}")
+    array = _finite_float32(array, "caption-cache queries")
+    if array.shape[1] != cache.dim:
+        raise StoreMismatchError(
+            f"query vectors have {array.shape[1]} dimensions but the caption cache at {location} holds "
+            f"{cache.dim}-d vectors of {cache.model}"
+        )
+    return array
+
+
 def check_limit(limit: int) -> int:
     if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
@@ -123,9 +140,10 @@ def caption_hit(point: object) -> CaptionHit:
     )
 
 
-def cached_rows(wanted: list[str], records: Sequence[object], dim: int) -> np.ndarray:
-    """(len(wanted), dim) float32: each retrieved record's caption-cache vector in `wanted` order, NaN where absent."""
-    found = {str(r.id): (r.vector or {}).get(CAPTION_VECTOR) for r in records}
+def cached_rows(wanted: list[str], records: Sequence[object], dim: int, vector: str = CAPTION_VECTOR) -> np.ndarray:
+    """(len(wanted), dim) float32: each retrieved record's `vector` (the caption cache's by default) in `wanted`
+    order, NaN where absent."""
+    found = {str(r.id): (r.vector or {}).get(vector) for r in records}
     out = np.full((len(wanted), dim), np.nan, dtype=np.float32)
     for row, pid in enumerate(wanted):
         if found.get(pid) is not None:

@@ -187,6 +187,17 @@ class EdgeStore(VectorStore):
             for row, group in zip(matrix, groups, strict=True)
         ]))
 
+    def _query_caption_cache(self, matrix: np.ndarray, *, limit: int) -> list[list[qe.ScoredPoint]]:
+        return self._shard(TEXTS).query_batch(qe.QueryBatchRequest([
+            qe.QueryRequest(limit=limit, query=qe.Query.Nearest(row, using=CAPTION_VECTOR),
+                            params=qe.SearchParams(exact=True), with_payload=False, with_vector=False)
+            for row in matrix
+        ]))
+
+    def _scroll_corpus(self, collection: str, corpus: str, *, limit: int, offset: str | None):
+        return self._shard(collection).scroll(qe.ScrollRequest(
+            offset=offset, limit=limit, filter=_corpus_filter(corpus), with_payload=["key"], with_vector=False))
+
     def _count(self, collection: str, corpus: str | None) -> int:
         request = qe.CountRequest(exact=True, filter=None if corpus is None else _corpus_filter(corpus))
         return self._shard(collection).count(request)

@@ -239,6 +239,18 @@ class ServerStore(VectorStore):
         ])
         return [response.points for response in responses]
 
+    def _query_caption_cache(self, matrix: np.ndarray, *, limit: int) -> list[list[object]]:
+        responses = self.client.query_batch_points(self.names[TEXTS], requests=[
+            models.QueryRequest(query=row, using=CAPTION_VECTOR, limit=limit, params=models.SearchParams(exact=True),
+                                with_payload=False, with_vector=False)
+            for row in matrix.tolist()
+        ])
+        return [response.points for response in responses]
+
+    def _scroll_corpus(self, collection: str, corpus: str, *, limit: int, offset: str | None):
+        return self.client.scroll(self.names[collection], limit=limit, offset=offset, with_payload=["key"],
+                                  with_vectors=False, scroll_filter=_corpus_filter(corpus))
+
     def _count(self, collection: str, corpus: str | None) -> int:
         count_filter = None if corpus is None else _corpus_filter(corpus)
         return self.client.count(self.names[collection], count_filter=count_filter, exact=True).count

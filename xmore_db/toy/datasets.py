@@ -102,3 +102,30 @@ def write_test_set(folder: str | Path, task: Task | str, n: int, *, seed: int, l
         path.write_text(json.dumps({"train": [], "val": [], "test": split}), encoding="utf-8")
         return path
     return folder
+
+
+def write_queries(folder: str | Path, n: int, *, seed: int = 1, task: Task | str = "shape",
+                  size: int = 64) -> tuple[list[Path], list[str]]:
+    """n query images of `task`'s style in one flat folder; returns their paths and true labels."""
+    task = TASKS[task] if isinstance(task, str) else task
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    paths, truth = [], []
+    for i in range(n):
+        item = random_item(rng, task.style)
+        label = item.attribute(task.attribute)
+        path = folder / f"query-{i:03d}-{label}.png"
+        draw(item, size=size, rng=rng).save(path)
+        paths.append(path)
+        truth.append(label)
+    return paths, truth
+
+
+def write_labels(path: str | Path, task: Task | str = "shape") -> Path:
+    """`task`'s class names, one per line."""
+    task = TASKS[task] if isinstance(task, str) else task
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(task.labels) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,103 @@
+"""A text bank's embeddings, computed once per (classifier weights, bank texts).
+
+Kept in memory for the process and on disk as `<cache_dir>/textbanks/<sha256>.npy` (the general texts,
+then the one-vs-one texts), like the class prompts (models/prompts.py): a second run, or every batch of
+a stream, encodes nothing and, on a disk hit, loads no model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..files import write_atomically
+from ..methods.coder import EncodedBank
+from .bank import TextBank, load_bank
+
+if TYPE_CHECKING:
+    from ..models import ClipEncoder
+    from ..workspace import Workspace
+
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_memo: dict[str, np.ndarray] = {}
+
+
+def bank_cache_key(fingerprint: str, texts: list[str]) -> str:
+    """sha256 hex of the encoder fingerprint and every text in order."""
+    return hashlib.sha256(json.dumps([fingerprint, texts], ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def encode_bank(bank: TextBank, *, fingerprint: str, encoder: Callable[[], ClipEncoder], cache_dir: Path | None,
+                threshold: float) -> EncodedBank:
+    """The bank's texts encoded by the classifier `encoder()` (called only when nothing is cached)."""
+    layout = bank.layout()
+    texts = list(layout.texts) + list(layout.ovo_texts)
+    key = bank_cache_key(fingerprint, texts)
+    with _lock:
+        embeddings = _memo.get(key)
+    if embeddings is None:
+        path = Path(cache_dir) / "textbanks" / f"{key}.npy" if cache_dir is not None else None
+        embeddings = _read(path, len(texts)) if path is not None else None
+        if embeddings is None:
+            embeddings = np.ascontiguousarray(encoder().encode_texts(texts), dtype=np.float32)
+            if path is not None:
+                try:
+                    write_atomically(path, lambda f: np.save(f, embeddings, allow_pickle=False))
+                except OSError as e:  # a cache that cannot be written costs time, not the answer
+                    log.warning("cannot write text bank cache %s: %s", path, e.strerror or e)
+        embeddings.flags.writeable = False
+        with _lock:
+            embeddings = _memo.setdefault(key, embeddings)
+    t = len(layout.texts)
+    return EncodedBank(
+        classes=tuple(bank.classes), texts=embeddings[:t], text_class=np.asarray(layout.text_class, dtype=np.int64),
+        is_name=np.asarray(layout.is_name, dtype=bool), ovo_texts=embeddings[t:],
+        ovo_pair=np.asarray(layout.ovo_pair, dtype=np.int64).reshape(-1, 2), threshold=threshold)
+
+
+def workspace_bank(workspace: Workspace, path: Path | None, labels: list[str]) -> EncodedBank:
+    """The bank at `path`, checked against `labels` and encoded by the workspace's classifier (cached)."""
+    from ..models import resolve_weights
+
+    if path is None:
+        raise ConfigError("the CODER methods need a text bank: pass --textbank BANK.json "
+                          "(`xmore textbank import-coder` converts the authors' files)")
+    bank = load_bank(path).for_labels(list(labels))
+    settings = workspace.settings
+    weights = resolve_weights(settings.classifier, cache_dir=settings.model_cache_dir, role="classifier")
+    return encode_bank(bank, fingerprint=weights.fingerprint, encoder=lambda: workspace.encoder("classifier"),
+                       cache_dir=workspace.prompt_cache_dir, threshold=settings.coder_threshold)
+
+
+def check_banks(banks: dict[str, tuple[Path | None, list[str]]]) -> None:
+    """{dataset: (bank path, labels)}: each bank exists, parses and holds exactly its dataset's classes."""
+    for name, (path, labels) in banks.items():
+        if path is None:
+            raise ConfigError(f"dataset {name!r} has no text bank for the CODER methods: pass --textbank "
+                              f"{name}=BANK.json, or one bare --textbank FILE for every dataset")
+        load_bank(path).for_labels(list(labels))
+
+
+def clear_memo() -> None:
+    """Forget the in-process bank embeddings (tests)."""
+    with _lock:
+        _memo.clear()
+
+
+def _read(path: Path, rows: int) -> np.ndarray | None:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if array.ndim != 2 or array.shape[0] != rows or array.dtype != np.float32:
+        return None
+    return array
