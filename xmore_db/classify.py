@@ -205,6 +205,10 @@ def classify_paths(workspace: Workspace, paths: list[Path], *, labels: list[str]
         raise StreamMethodError(f"stream {stream!r} holds {held} results; its confidence statistics would mean "
                                 f"nothing for {method_name}: use another stream name "
                                 f"(or `xmore streams reset {stream}`)")
+    from .methods import get_method
+    from .methods.inputs import MethodFiles, check_files
+
+    check_files(workspace, set(get_method(method_name).needs), files or MethodFiles())
     batch = workspace.settings.batch_size
     chunks = [paths[i:i + batch] for i in range(0, len(paths), batch)]
 

@@ -134,6 +134,10 @@ class Settings:
     }
 
     def __post_init__(self) -> None:
+        # Library users pass strings; the rest of the code joins paths.
+        object.__setattr__(self, "home", Path(self.home).expanduser())
+        if self.model_cache_dir is not None:
+            object.__setattr__(self, "model_cache_dir", Path(self.model_cache_dir).expanduser())
         for name in ("coarse_model", "fine_model", "classifier_model"):
             ModelSpec.parse(getattr(self, name))
         if self.normalize not in NORMALIZATIONS:

@@ -41,6 +41,7 @@ class Columns:
     image: str | None = None
     caption: str | None = None
     separator: str | None = None
+    keep: tuple[str, ...] = ()  # --keep-columns: kept in each pair's payload as `metadata` (see sources.payload)
 
 
 def parse_separator(value: str | None) -> str | None:
@@ -73,6 +74,7 @@ class CaptionRow:
     path: Path | None
     caption: str
     problem: str | None = None
+    extras: dict | None = None  # payload fields: url, path, metadata (see sources.payload)
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ def read_caption_rows(folder: str | Path, captions: str | Path | None = None,
     not a JSON object). Empty captions are left to the ingest pipeline's checks.
     """
     from .sources.base import DUPLICATE_KEY, MALFORMED_ROW, MISSING_IMAGE
+    from .sources.payload import extras
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -107,10 +110,10 @@ def read_caption_rows(folder: str | Path, captions: str | Path | None = None,
     out: list[CaptionRow] = []
     seen: set[str] = set()
     reader = _reader(captions_path, columns)
-    for line, image, caption in reader.rows():
+    for line, image, caption, values in reader.rows():
         image, caption = (image or "").strip(), (caption or "").strip()
         if image == _MALFORMED:
-            out.append(CaptionRow(line, "", None, "", MALFORMED_ROW))
+            out.append(CaptionRow(line, "", None, "", MALFORMED_ROW, None))
             continue
         path = (folder / image).resolve() if image else None
         if path is None or not path.is_relative_to(root) or not path.is_file():
@@ -121,7 +124,7 @@ def read_caption_rows(folder: str | Path, captions: str | Path | None = None,
             out.append(CaptionRow(line, key, path, caption, DUPLICATE_KEY))
             continue
         seen.add(key)
-        out.append(CaptionRow(line, key, path, caption))
+        out.append(CaptionRow(line, key, path, caption, extras=extras(values, columns.keep, path=key)))
     if not out:
         raise CaptionsError(f"captions file {captions_path} has no rows")
     return CaptionsFile(captions_path, reader.image or "", reader.caption or "", out)
@@ -170,7 +173,8 @@ class _Reader:
     def __init__(self, path: Path, columns: Columns):
         self.path, self.columns = path, columns
 
-    def rows(self) -> Iterator[tuple[int, str | None, str | None]]:
+    def rows(self) -> Iterator[tuple[int, str | None, str | None, dict]]:
+        """(line, image, caption, {lower-cased name: value} of the url and --keep-columns columns) per row."""
         try:
             yield from self._rows()
         except UnicodeDecodeError as exc:
@@ -183,6 +187,14 @@ class _Reader:
         self.caption = _choose(names, self.columns.caption, CAPTION_COLUMNS)
         return self.image is not None and self.caption is not None
 
+    def _kept(self, names: list[str]) -> dict[str, str]:
+        """{lower-cased name: name in the file} of the columns kept in the payload; unknown --keep-columns refused."""
+        from .sources.payload import URL_COLUMN, check_keep, lookup
+
+        check_keep(self.columns.keep, names, f"captions file {self.path}")
+        known = lookup(names)
+        return {name: known[name] for name in (URL_COLUMN, *(k.lower() for k in self.columns.keep)) if name in known}
+
 
 class _CsvReader(_Reader):
     def _rows(self):
@@ -192,11 +204,13 @@ class _CsvReader(_Reader):
             reader = csv.reader(chain([first], handle), delimiter=separator)
             header = [h.strip() for h in next(reader, [])]
             image, caption = header.index(self.image), header.index(self.caption)
+            kept = {lower: header.index(name) for lower, name in self._kept(header).items()}
             for row in reader:
                 if not any(cell.strip() for cell in row):
                     continue
                 yield (reader.line_num, row[image] if image < len(row) else None,
-                       row[caption] if caption < len(row) else None)
+                       row[caption] if caption < len(row) else None,
+                       {lower: row[i] for lower, i in kept.items() if i < len(row)})
 
     def _separator(self, first: str) -> str:
         """The separator under which the header has both columns; else a CaptionsError saying what was found."""
@@ -236,7 +250,7 @@ class _JsonlReader(_Reader):
                 except json.JSONDecodeError:
                     row = None
                 if not isinstance(row, dict):
-                    yield number, _MALFORMED, None
+                    yield number, _MALFORMED, None, {}
                     continue
                 row = {str(k).strip().lower(): v for k, v in row.items()}
                 if not checked:
@@ -244,8 +258,10 @@ class _JsonlReader(_Reader):
                         raise _columns_error(self.path, list(row), self.image, self.caption, self.columns,
                                              f" (its first object, line {number})")
                     self.image, self.caption = self.image.strip().lower(), self.caption.strip().lower()
+                    kept = list(self._kept(list(row)))
                     checked = True
-                yield number, _text(row.get(self.image)), _text(row.get(self.caption))
+                yield number, _text(row.get(self.image)), _text(row.get(self.caption)), {
+                    name: row[name] for name in kept if name in row}
 
 
 class _ParquetReader(_Reader):
@@ -259,11 +275,14 @@ class _ParquetReader(_Reader):
         names = list(parquet.schema_arrow.names)
         if not self._pick(names):
             raise _columns_error(self.path, names, self.image, self.caption, self.columns)
+        kept = self._kept(names)
         number = 0
-        for batch in parquet.iter_batches(columns=[self.image, self.caption]):
-            for value, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+        for batch in parquet.iter_batches(columns=list(dict.fromkeys([self.image, self.caption, *kept.values()]))):
+            values = {lower: batch.column(name).to_pylist() for lower, name in kept.items()}
+            for i, (value, text) in enumerate(zip(batch.column(self.image).to_pylist(),
+                                                  batch.column(self.caption).to_pylist(), strict=True)):
                 number += 1
-                yield number, _text(value), _text(text)
+                yield number, _text(value), _text(text), {lower: column[i] for lower, column in values.items()}
 
 
 def _text(value) -> str | None:

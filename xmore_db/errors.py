@@ -99,6 +99,10 @@ class UnknownCorpusError(HistoryError):
     """A corpus name that has no ingest records."""
 
 
+class UnknownPairError(BadInputError):
+    """A pair id or CORPUS:KEY that neither collection holds."""
+
+
 def first_line(error: BaseException | str, limit: int = 300) -> str:
     """The first non-empty line of a message, whitespace collapsed and cut at `limit`; "" for an empty one.
 

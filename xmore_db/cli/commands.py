@@ -80,6 +80,10 @@ def ingest(
     separator: Annotated[str | None, typer.Option(
         "--separator", help="A CSV captions file's separator: a character, or comma, tab, semicolon "
         "(default: the one under which the header has both columns).")] = None,
+    keep_columns: Annotated[str | None, typer.Option(
+        "--keep-columns", help="Comma-separated metadata columns to keep in each pair's payload (as `metadata`), "
+        "e.g. NSFW,similarity,width,height: of a captions file, an embeddings folder's metadata, or the samples' "
+        ".json. url and the image's path are always kept.")] = None,
     allow_partial: Annotated[bool, typer.Option(
         "--allow-partial", help="Take shards that look incomplete (no end-of-archive blocks, fewer samples "
         "than img2dataset's _stats.json counts) with the samples they have, instead of failing them.")] = False,
@@ -88,7 +92,8 @@ def ingest(
         "detected).")] = None,
     text_emb: Annotated[Path | None, typer.Option(
         "--text-emb", help="Folder of text_emb_N.npy caption embeddings made with the fine model, for an "
-        "embeddings folder (else the captions are encoded).")] = None,
+        "embeddings folder (else the captions are encoded). LAION's own text_emb is in the coarse model's space: "
+        "it is taken only when the fine model is the coarse one.")] = None,
     workers: Annotated[int, typer.Option(
         "--workers", "-w", min=1, help="Threads claiming units in this process. For several processes or "
         "machines, run more `xmore ingest` with PostgreSQL and a Qdrant server.")] = 1,
@@ -109,10 +114,12 @@ def ingest(
     from ..corpus import Columns, parse_separator
     from ..ingest import IngestOptions
     from ..ingest import ingest as run_ingest
+    from ..sources.payload import parse_keep_columns
 
     settings = _settings(ctx, device=device)
     options = IngestOptions(workers=workers, write_batch=write_batch, max_caption_chars=max_caption_chars)
-    columns = Columns(image=image_column, caption=caption_column, separator=parse_separator(separator))
+    columns = Columns(image=image_column, caption=caption_column, separator=parse_separator(separator),
+                      keep=parse_keep_columns(keep_columns))
     with Workspace(settings) as ws, progress_bar("ingesting", unit="pair") as bar:
         report = run_ingest(ws, path, corpus=corpus, kind=format, captions=captions, text_emb=text_emb,
                             columns=columns, allow_partial=allow_partial, options=options,
@@ -167,13 +174,16 @@ def _load_images(paths: list[Path]):
 def retrieve(
     ctx: typer.Context,
     image: Annotated[Path, typer.Argument(help="Query image.")],
-    coarse: Annotated[bool, typer.Option("--coarse", help="Also show the coarse stage's image neighbours.")] = False,
+    coarse: Annotated[bool, typer.Option(
+        "--coarse", help="Also show the coarse stage's image neighbours, with their caption, key, url and path.")
+    ] = False,
     coarse_k: opt.CoarseK = None,
     fine_k: opt.FineK = None,
     json: opt.Json = False,
 ):
     """Show the captions retrieved for an image: coarse image neighbours, reranked against the image."""
     from ..classify import embed_images
+    from ..retrieval import describe
     from ..retrieval import retrieve as two_stage
 
     settings = _settings(ctx, coarse_k=coarse_k, fine_k=fine_k)
@@ -183,16 +193,17 @@ def retrieve(
         embeddings = embed_images(ws, images, ("coarse", "fine"))
         [result] = two_stage(store, embeddings["coarse"], embeddings["fine"],
                              coarse_k=settings.coarse_k, fine_k=settings.fine_k, hnsw_ef=settings.hnsw_ef)
+        neighbours = describe(store, result.coarse) if coarse else []
     if json:
         out = {"query": str(image), "captions": [asdict(h) for h in result.captions]}
         if coarse:
-            out["coarse"] = [asdict(h) for h in result.coarse]
+            out["coarse"] = [asdict(h) for h in neighbours]
         echo_json(out)
         return
     if coarse:
-        typer.echo(f"Coarse: {len(result.coarse)} nearest corpus images")
-        echo_table(["rank", "score", "pair_id"],
-                   [[i + 1, f"{h.score:.4f}", h.pair_id] for i, h in enumerate(result.coarse)])
+        typer.echo(f"Coarse: {len(neighbours)} nearest corpus images (`xmore show CORPUS:KEY` shows one)")
+        echo_table(["rank", "score", "corpus", "key", "caption"],
+                   [[i + 1, f"{h.score:.4f}", h.corpus, h.key, h.caption] for i, h in enumerate(neighbours)])
         typer.echo("")
     typer.echo(f"Fine: {len(result.captions)} captions ranked against the image")
     echo_table(["rank", "score", "corpus", "caption"],
@@ -222,8 +233,11 @@ def classify(
     A stream holds one method's results: another method needs another stream.
     """
     from ..classify import classify_methods, classify_paths
+    from ..coder.encode import read_bank
     from ..config import check_stream_name
     from ..labels import read_labels
+    from ..methods import get_method
+    from ..methods.base import TEXTBANK
     from ..methods.inputs import MethodFiles
 
     check_stream_name(stream)
@@ -232,6 +246,8 @@ def classify(
                                  param_hint="--method")
     settings = _settings(ctx, normalize=normalize, template=template, coarse_k=coarse_k, fine_k=fine_k)
     class_names = read_labels(labels)
+    if TEXTBANK in get_method(method_name).needs:  # the bank is read and checked before any work
+        read_bank(textbank, class_names)
     files = MethodFiles(textbank=textbank, fusion=fusion)
     with Workspace(settings) as ws, progress_bar("classifying", unit="image") as bar:
         results = classify_paths(ws, list(images), labels=class_names, stream=stream, method_name=method_name,
@@ -292,6 +308,10 @@ def status(ctx: typer.Context, json: opt.Json = False):
         out["index"] = {name: asdict(state) for name, state in index.items()} or None
         out["configured_models"] = {"coarse": settings.coarse_model, "fine": settings.fine_model,
                                     "classifier": settings.classifier_model}
+        from ..reco import text_side
+
+        on, why = text_side(settings)
+        out["reco_text_side"] = {"on": on, "why": why}
         out["database"] = settings.masked()["database_url"]
         try:
             # A home never initialised has no SQLite file yet: not an unreachable database.
@@ -346,6 +366,7 @@ def _echo_status(out: dict, stored, settings) -> None:
         typer.echo(f"  streams:     {out['streams']}")
     typer.echo(f"models:        coarse {settings.coarse_model}, fine {settings.fine_model}, "
                f"classifier {settings.classifier_model}")
+    typer.echo(f"RECO text side: {out['reco_text_side']['why']}")
 
 
 def config(ctx: typer.Context, json: opt.Json = False):

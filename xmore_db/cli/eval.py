@@ -29,12 +29,18 @@ def eval_command(
         "--dataset", "-d", help="[NAME=]PATH of a test set: an ImageFolder directory (one sub-folder per class) "
         "or a CoOp split_zhou_*.json. Repeat for several; NAME defaults to the folder or split name.")],
     labels: Annotated[list[str] | None, typer.Option(
-        "--labels", "-l", help="[NAME=]FILE of class names, one per line (CoOp: in label-index order). "
-        "A bare FILE applies to every dataset; default: labels.txt beside the data.")] = None,
+        "--labels", "-l", help="[NAME=]FILE of class names, one per line. A bare FILE applies to every dataset. "
+        "ImageFolder: default labels.txt in the folder. CoOp: default the split file's class names; a file given "
+        "must agree with them in label-index order. In prompts '_' is written as ' ', as CoOp does.")] = None,
     images_root: Annotated[list[str] | None, typer.Option(
         "--images-root", help="[NAME=]DIR the CoOp split's paths are relative to "
         "(default: the split's folder/images, or its folder).")] = None,
-    split: Annotated[str, typer.Option("--split", help="Which list of a CoOp split file to evaluate.")] = "test",
+    split: Annotated[str, typer.Option(
+        "--split", help="Which list of a CoOp split file to evaluate (train, val, test); recorded in the results.")
+    ] = "test",
+    skip_missing: Annotated[bool, typer.Option(
+        "--skip-missing", help="Evaluate the images of a CoOp split that exist and count the missing ones in the "
+        "results (default: a missing image is an error naming the path tried).")] = False,
     methods: Annotated[str | None, typer.Option(
         "--methods", "-m", help="Comma-separated methods (see `xmore classify --help` for what each is); "
         "xmore-l1, xmore-none and xmore-indirect are X-MoRe's ablations. Default: every method whose "
@@ -126,7 +132,7 @@ def eval_command(
             raise typer.BadParameter(f"no dataset named {', '.join(unknown)}", param_hint=option)
     loaded = [load_dataset(n, p, Path(label_files.get(n) or default_labels) if (label_files.get(n) or default_labels)
                            else None, images_root=Path(roots.get(n) or default_root) if (roots.get(n) or default_root)
-                           else None, split=split) for n, p in specs]
+                           else None, split=split, skip_missing=skip_missing) for n, p in specs]
     if any(TEXTBANK in registry()[m].needs for m in chosen):  # every bank read and checked before any work
         check_banks({d.name: (files.for_dataset(d.name).textbank, d.labels) for d in loaded})
 
@@ -147,6 +153,10 @@ def eval_command(
         typer.echo(diagnosis_table(results))
     typer.echo("no-caption queries (image only): " + ", ".join(
         f"{n} {d['no_captions']['fine']}/{d['n']}" for n, d in results["datasets"].items()))
+    missing = [f"{n} {d['missing']} of {d['n'] + d['missing']}" for n, d in results["datasets"].items()
+               if d.get("missing")]
+    if missing:
+        typer.echo("missing images left out (--skip-missing): " + ", ".join(missing))
     cached = [n for n, d in results["datasets"].items() if d["cache"]["hit"]]
     typer.echo(f"Wrote {folder}/results.md, results.csv, results.json, accuracy_vs_k.png, confidence_by_case.png, "
                f"entropy_by_k.png ({results['seconds']:.1f} s" + (f"; cached: {', '.join(cached)}" if cached else "")

@@ -128,8 +128,11 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmat
 Method = Annotated[str, typer.Option(
     "--method", help="Classification method: xmore (the paper), zeroshot (CLIP alone), captions (the caption "
     "ensemble alone), xmore-indirect (coarse-order captions), and the CODER and RECO methods where they are "
-    "installed (coder, coder-star, coder+captions need --textbank; reco-mean, reco need --fusion for reco).")]
+    "installed (coder, coder-star, coder+captions need --textbank; reco-mean needs nothing more, reco and "
+    "xmore+reco need --fusion).")]
 TextBank = Annotated[Path | None, typer.Option(
     "--textbank", help="A CODER text bank (JSON); the CODER methods need it.")]
 Fusion = Annotated[Path | None, typer.Option(
-    "--fusion", help="A RECO fusion layer (safetensors); `--method reco` needs it.")]
+    "--fusion", help="A RECO fusion layer (safetensors, from `xmore reco train`); reco and xmore+reco need it, "
+    "reco-mean does not. RECO refines the image with its k nearest corpus images' captions and, only when the "
+    "coarse model is the classifier (`xmore status` says), each class prompt with its nearest captions' images.")]

@@ -21,7 +21,7 @@ def train(
     ctx: typer.Context,
     corpus: Annotated[str, typer.Option("--corpus", "-c", help="The corpus whose pairs train the layers.")],
     steps: Annotated[int, typer.Option("--steps", min=1, help="Training steps in all (a rerun continues up to "
-                                       "this many).")] = 500,
+                                       "this many).")] = 600,
     k: Annotated[int | None, typer.Option("--k", min=1, help="Items retrieved per query (default: --reco-k, "
                                           "XMORE_RECO_K, 10).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="The fusion file (safetensors; its record is "
@@ -30,7 +30,7 @@ def train(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the layers' initialisation, the held-out pairs and "
                                       "every batch.")] = 0,
     batch: Annotated[int, typer.Option("--batch", min=2, help="Pairs per step (the contrastive batch).")] = 256,
-    lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate.")] = 1e-3,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate.")] = 1e-4,
     weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="AdamW weight decay.")] = 0.01,
     holdout: Annotated[float, typer.Option("--holdout", min=0.0, max=0.5, help="Share of the pairs never used as "
                                            "training queries; their loss is recorded at each checkpoint.")] = 0.05,
@@ -60,7 +60,8 @@ def train(
     with Workspace(settings) as ws, progress_bar("retrieving", unit="pair") as fetch, \
             progress_bar("training", unit="step") as bar:
         record = train_fusion(ws, corpus, k=k, out=out, options=options, command=command, progress=Progress(
-            retrieval_start=fetch.start, retrieval_advance=fetch.advance, train_start=bar.start,
+            retrieval_start=fetch.start, retrieval_advance=fetch.advance,
+            train_start=lambda total: (fetch.close(), bar.start(total)),
             train_step=lambda step, loss: bar.advance(1)))
     if json:
         echo_json(record)

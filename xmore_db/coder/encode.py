@@ -64,14 +64,19 @@ def encode_bank(bank: TextBank, *, fingerprint: str, encoder: Callable[[], ClipE
         ovo_pair=np.asarray(layout.ovo_pair, dtype=np.int64).reshape(-1, 2), threshold=threshold)
 
 
+def read_bank(path: Path | None, labels: list[str]) -> TextBank:
+    """The bank at `path` with its classes in label order; ConfigError when no path is given."""
+    if path is None:
+        raise ConfigError("the CODER methods need a text bank: pass --textbank BANK.json "
+                          "(`xmore textbank import-coder` converts the authors' files)")
+    return load_bank(path).for_labels(list(labels))
+
+
 def workspace_bank(workspace: Workspace, path: Path | None, labels: list[str]) -> EncodedBank:
     """The bank at `path`, checked against `labels` and encoded by the workspace's classifier (cached)."""
     from ..models import resolve_weights
 
-    if path is None:
-        raise ConfigError("the CODER methods need a text bank: pass --textbank BANK.json "
-                          "(`xmore textbank import-coder` converts the authors' files)")
-    bank = load_bank(path).for_labels(list(labels))
+    bank = read_bank(path, labels)
     settings = workspace.settings
     weights = resolve_weights(settings.classifier, cache_dir=settings.model_cache_dir, role="classifier")
     return encode_bank(bank, fingerprint=weights.fingerprint, encoder=lambda: workspace.encoder("classifier"),

@@ -119,9 +119,16 @@ def markdown(results: dict) -> str:
             f"classifier `{s['models']['classifier']}`",
             f"- store: {s['store']['backend']} at {s['store']['location']}, {s['store']['counts']}",
             f"- template: `{s['template']}`", f"- query order: {s['query_order']}", f"- history: {s['history']}",
-            "- datasets: " + "; ".join(f"{n} ({d['layout']}, {d['n']} images, {d['classes']} classes)"
-                                       for n, d in results["datasets"].items()), ""]
+            "- datasets: " + "; ".join(_described(n, d) for n, d in results["datasets"].items()), ""]
     return "\n".join(out)
+
+
+def _described(name: str, d: dict) -> str:
+    """One dataset in the settings list: layout, split, images (and those missing), classes and their source."""
+    split = f" split {d['split']}," if d.get("split") else ""
+    missing = f" ({d['missing']} missing, left out)" if d.get("missing") else ""
+    source = f", class names from the {d['class_source']}" if d.get("class_source") else ""
+    return f"{name} ({d['layout']},{split} {d['n']} images{missing}, {d['classes']} classes{source})"
 
 
 def write_csv(results: dict, path: Path) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from ..config import DEFAULT_TEMPLATE
 from ..errors import ConfigError
 from ..methods import MethodInputs, registry
-from ..methods.inputs import MethodFiles, extra_inputs
+from ..methods.inputs import MethodFiles, check_files, extra_inputs
 from . import scoring, statistics
 from .cache import EvalCache, compute_arrays, setup_key
 from .datasets import EvalDataset
@@ -71,6 +71,10 @@ class DatasetResult:
     cache: dict[str, object]
     scores: dict = field(default_factory=dict)
     diagnosis: dict = field(default_factory=dict)
+    split: str | None = None  # the CoOp split's list evaluated
+    missing: int = 0  # images of the split left out because they do not exist (--skip-missing)
+    class_names: list[str] = field(default_factory=list)  # as the prompts got them ('_' written as ' ')
+    class_source: str = ""
 
 
 def evaluate(
@@ -92,6 +96,7 @@ def evaluate(
             attributes.setdefault(column, {}).update(values)
     known = registry()
     needs = set().union(*(known[m].needs for m in options.methods))
+    check_files(workspace, needs, options.files)
     for dataset in datasets:
         cache = EvalCache(settings.home / "cache", dataset, setup)
         arrays = None if options.refresh else cache.load()
@@ -103,7 +108,9 @@ def evaluate(
                                         on_start=getattr(b, "start", lambda t: None),
                                         on_progress=getattr(b, "advance", lambda n: None))
             cache.save(arrays)
-        prompts = cache.prompts(dataset.labels, options.template, lambda labels=dataset.labels: class_embeddings(
+        # The prompts get the class names with '_' written as ' ', as CoOp does (EvalDataset.prompt_labels).
+        names = dataset.prompt_labels
+        prompts = cache.prompts(names, options.template, lambda labels=names: class_embeddings(
             workspace.encoder("classifier"), labels, options.template, workspace.prompt_cache_dir))
         inputs = MethodInputs(
             image_embeddings=arrays.image_embeddings, prompts=prompts, logit_scale=arrays.logit_scale,
@@ -119,7 +126,8 @@ def evaluate(
                              labels=dataset.labels, k=options.k, attributes=attributes or None)
         results.append(DatasetResult(
             name=dataset.name, layout=dataset.layout, source=str(dataset.source), n=len(dataset.images),
-            classes=len(dataset.labels),
+            classes=len(dataset.labels), split=dataset.split, missing=dataset.missing,
+            class_names=dataset.prompt_labels, class_source=dataset.class_source,
             no_captions={"fine": int((arrays.fine_slots[:, 0] < 0).sum()),
                          "indirect": int((arrays.indirect_slots[:, 0] < 0).sum())},
             cache={"hit": hit, "path": str(cache.folder)}, scores=scores, diagnosis=diagnosis,
@@ -181,8 +189,9 @@ def _summary(results: list[DatasetResult], options: EvalOptions, setup: dict, se
         "table": table,
         "comparisons": comparisons,
         "accuracy_vs_k": by_k,
-        "datasets": {r.name: {"layout": r.layout, "source": r.source, "n": r.n, "classes": r.classes,
-                              "no_captions": r.no_captions, "cache": r.cache, "diagnosis": r.diagnosis,
-                              **r.scores} for r in results},
+        "datasets": {r.name: {"layout": r.layout, "source": r.source, "split": r.split, "n": r.n,
+                              "missing": r.missing, "classes": r.classes, "class_names": r.class_names,
+                              "class_source": r.class_source, "no_captions": r.no_captions, "cache": r.cache,
+                              "diagnosis": r.diagnosis, **r.scores} for r in results},
         "seconds": round(seconds, 2),
     }

@@ -93,6 +93,9 @@ def ingest(
     with ledger.writer_lock():
         store = workspace.store()
         provenance = workspace.provenance()
+        check_models = getattr(source, "check_models", None)  # an embeddings folder's --text-emb space
+        if check_models is not None:
+            check_models(provenance)
         source.check(provenance.coarse_dim, provenance.fine_dim)
         units = source.units()
         cache_note, cache_on, declare_cache = _caption_cache(workspace, store)
@@ -270,7 +273,7 @@ class _Run:
                         futures.append(self.writer.submit(PairBatch(
                             corpus=self.corpus, keys=batch.keys, captions=batch.captions,
                             image_vectors=batch.image_vectors, text_vectors=batch.text_vectors,
-                            caption_vectors=self._caption_vectors(batch.captions))))
+                            caption_vectors=self._caption_vectors(batch.captions), extras=batch.extras)))
                         ingested += len(batch) - batch.rewritten
                     self.on_progress(batch.rows)
                     raise_failed_writes(futures)

@@ -4,7 +4,7 @@
   synonym texts]); p = softmax(score) (the authors' `heuristic_classifier`, with the classifier's logit
   scale s in place of their fixed 100, which is s for the released CLIP models);
 - `coder-star`: CODER*, the top 5 re-ranked by the one-vs-one texts when the softmax gap between the
-  first two is below the threshold (docs/method.md, section 8); never looks at labels;
+  first two is below the threshold (docs/method.md, section CODER); never looks at labels;
 - `coder+captions`: the retrieved captions as neighbours too: p_T = mean of the first k captions' CODER
   distributions, p_I = the image's, combined by the confidence ensemble (min-max over the stream).
 

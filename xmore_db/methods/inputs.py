@@ -45,6 +45,14 @@ def available_methods(files: MethodFiles) -> list[str]:
     return [name for name, m in registry().items() if not (m.needs & missing)]
 
 
+def check_files(workspace: Workspace, needs: set[str], files: MethodFiles) -> None:
+    """Before any work: the files the needs read are given and usable (one-line errors otherwise)."""
+    if FUSION in needs:
+        from ..reco.inputs import check_fusion
+
+        check_fusion(workspace, files.fusion)
+
+
 def extra_inputs(workspace: Workspace, needs: set[str], *, labels: list[str], template: str,
                  files: MethodFiles) -> dict[str, Any]:
     """{MethodInputs field: value} for the needs beyond captions; ConfigError naming a missing file."""

@@ -29,10 +29,7 @@ def reco_inputs(workspace: Workspace, needs: set[str], *, labels: list[str], tem
     settings = workspace.settings
     layers = None
     if FUSION in needs:
-        if fusion is None:
-            raise ConfigError("the trained RECO methods need a fusion layer: pass --fusion FILE "
-                              "(`xmore reco train --corpus NAME` writes one)")
-        layers = load_configured(workspace, fusion)
+        layers = load_configured(workspace, check_fusion(workspace, fusion))
     out: dict[str, Any] = {"fusion": RecoFusion(alpha=settings.reco_alpha, k=settings.reco_k, layers=layers)}
     if PROMPT_NEIGHBOURS in needs:
         k = max(settings.reco_k, layers.k if layers is not None else 0)
@@ -40,16 +37,30 @@ def reco_inputs(workspace: Workspace, needs: set[str], *, labels: list[str], tem
     return out
 
 
+def check_fusion(workspace: Workspace, fusion: Path | None) -> Path:
+    """The fusion file, once it is known to be given, readable and trained for the configured classifier
+    (no torch needed); ConfigError or BadInputError, one line, otherwise."""
+    from ..models import embed_dim, resolve_weights
+    from .record import check_classifier, read_record
+
+    if fusion is None:
+        raise ConfigError("the trained RECO methods need a fusion layer: pass --fusion FILE "
+                          "(`xmore reco train --corpus NAME` writes one)")
+    settings = workspace.settings
+    spec = settings.classifier
+    fingerprint = resolve_weights(spec, cache_dir=settings.model_cache_dir, role="classifier").fingerprint
+    check_classifier(read_record(fusion), fusion, classifier=str(spec), fingerprint=fingerprint, dim=embed_dim(spec))
+    return fusion
+
+
 def load_configured(workspace: Workspace, path: Path):
     """The fusion layers in `path`, checked against the configured classifier before torch loads."""
     from ..models import embed_dim, resolve_weights
-    from .layers import check_classifier, load_fusion, read_fusion
+    from .layers import load_fusion
 
     settings = workspace.settings
     spec = settings.classifier
     fingerprint = resolve_weights(spec, cache_dir=settings.model_cache_dir, role="classifier").fingerprint
-    record, _ = read_fusion(path)
-    check_classifier(record, path, classifier=str(spec), fingerprint=fingerprint, dim=embed_dim(spec))
     return load_fusion(path, classifier=str(spec), fingerprint=fingerprint, dim=embed_dim(spec),
                        device=settings.device)
 

@@ -24,10 +24,8 @@ from torch import nn
 
 from ..errors import BadInputError, first_line
 from ..files import write_atomically
+from .record import FORMAT, KIND, METADATA_KEY, check_classifier, read_record, record_path
 
-FORMAT = 1
-KIND = "xmore-reco-fusion"
-METADATA_KEY = "xmore_reco"
 FF_MULT = 2
 INFERENCE_CHUNK = 4096
 
@@ -90,7 +88,7 @@ def as_tensors(queries: np.ndarray, retrieved: np.ndarray, device: str) -> tuple
     """Float tensors (B, D), (B, k, D) with NaN rows zeroed, and the (B, k) mask of present rows."""
     r = np.asarray(retrieved, dtype=np.float32)
     present = ~np.isnan(r).any(axis=-1)
-    return (torch.as_tensor(np.asarray(queries, dtype=np.float32), device=device),
+    return (torch.as_tensor(np.array(queries, dtype=np.float32), device=device),
             torch.as_tensor(np.where(present[..., None], r, 0.0), device=device),
             torch.as_tensor(present, device=device))
 
@@ -131,45 +129,18 @@ def save_fusion(path: Path, layers: FusionLayers, record: dict) -> None:
     write_atomically(record_path(path), lambda handle: handle.write(text.encode("utf-8")))
 
 
-def record_path(path: Path) -> Path:
-    return Path(path).with_suffix(".json")
-
-
 def read_fusion(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """(record, tensors) of a fusion file; BadInputError, one line, for a missing, corrupt or foreign file."""
     from safetensors import safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"no fusion layer at {path}: train one with `xmore reco train --corpus NAME`")
+    record = read_record(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 - not a dict
     except Exception as error:  # noqa: BLE001 - safetensors raises its own types and OSError
         raise BadInputError(f"the fusion layer {path} cannot be read ({first_line(error, 120)}): "
-                            "it is not a safetensors file written by `xmore reco train`") from None
-    try:
-        record = json.loads(metadata[METADATA_KEY])
-        if record.get("kind") != KIND or not isinstance(record.get("dim"), int):
-            raise ValueError("not a fusion record")
-    except (KeyError, ValueError, TypeError, AttributeError):
-        raise BadInputError(f"{path} is a safetensors file but not a RECO fusion layer "
-                            "(written by `xmore reco train`)") from None
+                            "train it again with `xmore reco train`") from None
     return record, tensors
-
-
-def check_classifier(record: dict, path: Path, *, classifier: str, fingerprint: str, dim: int) -> None:
-    """BadInputError, one line, unless the fusion layer was trained for this classifier (spec, weights, size)."""
-    trained = record.get("classifier")
-    if trained != classifier:
-        raise BadInputError(f"the fusion layer {path} was trained for classifier {trained} but the configured "
-                            f"classifier is {classifier}: train one for it (`xmore reco train --corpus NAME`) "
-                            f"or configure {trained}")
-    if record.get("classifier_fingerprint") != fingerprint or record.get("dim") != dim:
-        raise BadInputError(f"the fusion layer {path} was trained for other weights of {classifier} "
-                            f"({record.get('classifier_fingerprint')}, {record.get('dim')}-d; configured: "
-                            f"{fingerprint}, {dim}-d): train one for these (`xmore reco train --corpus NAME`)")
 
 
 def load_fusion(path: Path, *, classifier: str, fingerprint: str, dim: int, device: str = "cpu") -> FusionLayers:

@@ -39,7 +39,7 @@ def train_fusion(workspace: Workspace, corpus: str, *, k: int, out: Path | None,
     """Train (or continue training) the fusion layers for the configured classifier on `corpus`; returns
     the record written with them (see layers.save_fusion), plus "out", "resumed_from" and "memory"."""
     from ..models import embed_dim, resolve_weights
-    from .layers import check_classifier, read_fusion
+    from .record import check_classifier, read_record
 
     progress = progress or Progress()
     settings = workspace.settings
@@ -50,7 +50,7 @@ def train_fusion(workspace: Workspace, corpus: str, *, k: int, out: Path | None,
     out = Path(out) if out is not None else default_out(workspace, corpus, k)
     start, record = 0, None
     if out.exists():
-        record, _ = read_fusion(out)
+        record = read_record(out)
         check_classifier(record, out, classifier=str(spec), fingerprint=fingerprint, dim=dim)
         check_resumable(record, out, corpus=corpus, k=k, options=options)
         start = min(int(record.get("steps", 0)), options.steps)

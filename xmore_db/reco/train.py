@@ -32,9 +32,9 @@ from .memory import TrainingMemory
 
 @dataclass(frozen=True)
 class TrainOptions:
-    steps: int = 500
+    steps: int = 600
     batch: int = 256
-    lr: float = 1e-3
+    lr: float = 1e-4
     weight_decay: float = 0.01
     seed: int = 0
     holdout: float = 0.05

@@ -5,7 +5,9 @@
 - `files`: img2dataset's default layout, a folder per shard of {key}.jpg/.txt/.json
 - `folder`: a folder of images with a captions file (captions.* or Hugging Face's metadata.*)
 
-`open_source(path)` detects the kind from the path; `kind=` forces it.
+`open_source(path)` detects the kind from the path; `kind=` forces it. Every kind
+keeps a url, the image's source-relative path and the --keep-columns columns
+in each pair's payload (`payload`).
 """
 
 from __future__ import annotations
@@ -62,15 +64,15 @@ def open_source(
     if kind == "embeddings":
         from .embeddings import EmbeddingsFolder
 
-        return EmbeddingsFolder(path, text_emb=text_emb, caption_column=columns.caption)
+        return EmbeddingsFolder(path, text_emb=text_emb, caption_column=columns.caption, keep=columns.keep)
     if kind == "webdataset":
         from .webdataset import WebdatasetShards
 
-        return WebdatasetShards(path, allow_partial=allow_partial)
+        return WebdatasetShards(path, allow_partial=allow_partial, keep=columns.keep)
     if kind == "files":
         from .files import Img2datasetFiles
 
-        return Img2datasetFiles(path, allow_partial=allow_partial)
+        return Img2datasetFiles(path, allow_partial=allow_partial, keep=columns.keep)
     from .folder import ImageFolder
 
     return ImageFolder(path, captions=captions, columns=columns)

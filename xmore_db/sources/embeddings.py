@@ -17,6 +17,13 @@ have no partner to be paired with. A partition whose vectors have the wrong
 width skips all its rows (`wrong_size_embedding`); the first partition is
 checked against the models before anything is written, so a misconfigured model
 fails the whole run instead.
+
+A pair keeps the metadata's `url`, its `image_path` (clip-retrieval's inference
+output names each image so) as the payload `path`, and the --keep-columns
+columns (`payload`); the first partition's metadata must have the chosen ones.
+LAION's own `text_emb/` holds the image CLIP's caption embeddings, in the
+coarse model's space: `--text-emb` takes it only when the fine model is the
+coarse one (`check_models`).
 """
 
 from __future__ import annotations
@@ -39,10 +46,12 @@ from .base import (
     natural_key,
     unit_error,
 )
+from .payload import URL_COLUMN, check_keep, extras, lookup
 
 KIND = "embeddings"
 _PARTITION = re.compile(r"img_emb_(\d+)\.npy")
 KEY_COLUMNS = ("key",)
+PATH_COLUMN = "image_path"
 ACCEPTED_DTYPES = (np.float16, np.float32)
 
 
@@ -54,9 +63,10 @@ class EmbeddingsFolder:
     kind = KIND
     computes_images = False
 
-    def __init__(self, root: str | Path, *, text_emb: str | Path | None = None, caption_column: str | None = None):
+    def __init__(self, root: str | Path, *, text_emb: str | Path | None = None, caption_column: str | None = None,
+                 keep: tuple[str, ...] = ()):
         self.root = Path(root)
-        self.caption_column = caption_column
+        self.caption_column, self.keep = caption_column, keep
         if not looks_like(self.root):
             raise BadInputError(
                 f"{self.root} is not a clip-retrieval embeddings folder: expected img_emb/ and metadata/ in it"
@@ -109,9 +119,10 @@ class EmbeddingsFolder:
         first = self._units[0]
         if self.metadata_file(first).exists():
             try:
-                _open_parquet(self.metadata_file(first), first, self.caption_column)
+                parquet, _, _ = _open_parquet(self.metadata_file(first), first, self.caption_column)
             except UnitReadError as error:  # no caption column: every partition is likely the same
                 raise BadInputError(str(error).split(": ", 1)[1]) from None
+            check_keep(self.keep, parquet.schema_arrow.names, f"metadata file {self.metadata_file(first)}")
         for path, dim, role, collection in (
             (self.image_file(first), coarse_dim, "coarse", "images"),
             (self.text_file(first), fine_dim, "fine", "texts"),
@@ -123,10 +134,27 @@ class EmbeddingsFolder:
             except Exception:  # noqa: BLE001 - an unreadable partition fails as a unit, later
                 continue
             if array.ndim == 2 and array.shape[1] != dim:
-                raise BadInputError(
-                    f"{path} holds {array.shape[1]}-d vectors but the {role} model makes {dim}-d vectors "
-                    f"for {collection!r}: configure the model that made them (XMORE_{role.upper()}_MODEL)"
-                )
+                advice = (f"configure the model that made them (XMORE_{role.upper()}_MODEL)" if role == "coarse" else
+                          "--text-emb takes caption embeddings made with the fine model (LAION's own text_emb is "
+                          "in the coarse model's space): omit --text-emb to encode the captions with the fine model")
+                raise BadInputError(f"{path} holds {array.shape[1]}-d vectors but the {role} model makes {dim}-d "
+                                    f"vectors for {collection!r}: {advice}")
+
+    def check_models(self, provenance) -> None:
+        """Refuse the folder's own text_emb/ for `texts` unless the fine model is the coarse one.
+
+        clip-retrieval (and LAION) make text_emb with the CLIP that made img_emb: the
+        coarse model's space. Vectors of the same width from another CLIP would pass
+        the size check and rank captions at random.
+        """
+        if self.text_emb_dir is None or provenance.fine_model == provenance.coarse_model:
+            return
+        if self.text_emb_dir.resolve() == (self.root / "text_emb").resolve():
+            raise BadInputError(
+                f"--text-emb {self.text_emb_dir} is this folder's own text_emb/, made by the CLIP that made its "
+                f"img_emb (the coarse model's space, {provenance.coarse_model}), but 'texts' holds the fine model's "
+                f"({provenance.fine_model}): omit --text-emb to encode the captions with the fine model "
+                "(--text-emb takes its own text_emb only when the fine model is the coarse one)")
 
     # -- reading ------------------------------------------------------------
 
@@ -150,7 +178,10 @@ class EmbeddingsFolder:
             yield RowBatch(keys=[], captions=[], rows=n + extra,
                            skipped=Counter({WRONG_SIZE_EMBEDDING: n + extra}))
             return
-        columns = [caption_column] + ([key_column] if key_column else [])
+        names = lookup(parquet.schema_arrow.names)
+        kept = {lower: names[lower] for lower in (URL_COLUMN, PATH_COLUMN, *(k.lower() for k in self.keep))
+                if lower in names}
+        columns = list(dict.fromkeys([caption_column, *([key_column] if key_column else []), *kept.values()]))
         seen: set[str] = set()
         start = 0
         try:
@@ -159,13 +190,14 @@ class EmbeddingsFolder:
                     break
                 stop = min(start + record_batch.num_rows, n)
                 size = stop - start
-                captions = [c if isinstance(c, str) else "" for c in record_batch.column(0).to_pylist()[:size]]
+                captions = [c if isinstance(c, str) else ""
+                            for c in record_batch.column(caption_column).to_pylist()[:size]]
                 if key_column:
-                    keys = [str(k) for k in record_batch.column(1).to_pylist()[:size]]
+                    keys = [str(k) for k in record_batch.column(key_column).to_pylist()[:size]]
                 else:
                     keys = [f"{unit}/{row}" for row in range(start, stop)]
                 batch = RowBatch(
-                    keys=keys, captions=captions, rows=size,
+                    keys=keys, captions=captions, rows=size, extras=_extras(record_batch, kept, self.keep, size),
                     image_vectors=np.asarray(images[start:stop], dtype=np.float32),
                     text_vectors=None if texts is None else np.asarray(texts[start:stop], dtype=np.float32),
                 )
@@ -182,6 +214,17 @@ class EmbeddingsFolder:
             raise
         if extra:
             yield RowBatch(keys=[], captions=[], rows=extra, skipped=Counter({ROW_COUNT_MISMATCH: extra}))
+
+
+def _extras(record_batch, kept: dict[str, str], keep: tuple[str, ...], size: int) -> list[dict]:
+    """Each row's payload fields: url, image_path as `path`, the --keep-columns columns."""
+    values = {lower: record_batch.column(name).to_pylist()[:size] for lower, name in kept.items()}
+    out = []
+    for i in range(size):
+        row = {lower: column[i] for lower, column in values.items()}
+        path = row.get(PATH_COLUMN)
+        out.append(extras(row, keep, path=str(path) if path not in (None, "") else None))
+    return out
 
 
 def _open_npy(path: Path, unit: str) -> np.ndarray:

@@ -8,7 +8,9 @@ grouped by key (the file name up to its first dot), read as webdataset samples
 are: the caption is the `.txt`, else the json's `caption`. Both embeddings are
 computed. Failed downloads in the shard's parquet are counted under their
 status; a shard with fewer images than its `_stats.json` successes fails
-unless taken with --allow-partial (see `img2dataset`).
+unless taken with --allow-partial (see `img2dataset`). A pair keeps its image's
+path relative to the folder (`00000/000000000.jpg`) as its payload `path`, and
+the json's `url` and --keep-columns fields (`payload`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from ..errors import BadInputError
 from .base import ImageRef, RowBatch, unit_error
 from .img2dataset import IMAGE_EXTENSIONS, Sidecars, checked_count, failed_batch, sample_cause, sorted_naturally
 from .img2dataset import split_name as _split
-from .webdataset import sample_row
+from .payload import check_keep
+from .webdataset import json_fields, sample_extras, sample_row
 
 KIND = "files"
 _SIDECAR_EXTENSIONS = ("txt", "json")
@@ -48,11 +51,11 @@ class Img2datasetFiles:
     computes_images = True
     computes_texts = True
 
-    def __init__(self, root: str | Path, *, allow_partial: bool = False):
+    def __init__(self, root: str | Path, *, allow_partial: bool = False, keep: tuple[str, ...] = ()):
         self.root = Path(root)
         if not self.root.is_dir():
             raise BadInputError(f"{self.root} is not a folder")
-        self.allow_partial = allow_partial
+        self.allow_partial, self.keep = allow_partial, keep
         self._units = sorted_naturally(p.name for p in _shard_dirs(self.root))
 
     def units(self) -> list[str]:
@@ -75,6 +78,13 @@ class Img2datasetFiles:
     def check(self, coarse_dim: int, fine_dim: int) -> None:
         if not self._units:
             raise BadInputError(f"no shard folders (00000/, 00001/, …) in {self.root}")
+        if self.keep:
+            first = next((m["json"] for m in self._samples(self._units[0]).values() if "json" in m), None)
+            try:
+                fields = json_fields({"json": first.read_bytes()}) if first is not None else {}
+            except OSError:
+                return  # an unreadable sample fails its unit, later
+            check_keep(self.keep, fields, f"the first sample's json in shard folder {self.root / self._units[0]}")
 
     def _samples(self, unit: str) -> dict[str, dict[str, Path]]:
         folder = self.root / unit
@@ -99,7 +109,7 @@ class Img2datasetFiles:
         keys = sorted_naturally(samples)
         for start in range(0, len(keys), batch_rows):
             chunk = keys[start:start + batch_rows]
-            batch = RowBatch(keys=[], captions=[], images=[], rows=len(chunk), skipped=Counter())
+            batch = RowBatch(keys=[], captions=[], images=[], extras=[], rows=len(chunk), skipped=Counter())
             for key in chunk:
                 members = samples[key]
                 image_path = next((members[e] for e in IMAGE_EXTENSIONS if e in members), None)
@@ -114,6 +124,7 @@ class Img2datasetFiles:
                 batch.keys.append(key)
                 batch.captions.append(caption)
                 batch.images.append(ImageRef(name=str(image_path), path=image_path))
+                batch.extras.append(sample_extras(texts, self.keep, f"{unit}/{image_path.name}"))
             yield batch
         failed = failed_batch(failures)
         if failed is not None:

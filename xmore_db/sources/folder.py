@@ -2,7 +2,8 @@
 
 Units are consecutive slices of the captions file's rows (`rows-START-STOP`,
 UNIT_ROWS rows each), so a grown file adds units and a rerun resumes by slice.
-The image's path relative to the folder is its key. Both embeddings are computed.
+The image's path relative to the folder is its key, and its payload `path`; a
+`url` column and the --keep-columns columns are kept too. Both embeddings are computed.
 A unit's files are the images of its slice.
 """
 
@@ -68,7 +69,7 @@ class ImageFolder:
         rows = self._slice(unit)
         for start in range(0, len(rows), batch_rows):
             chunk = rows[start:start + batch_rows]
-            batch = RowBatch(keys=[], captions=[], images=[], rows=len(chunk), skipped=Counter())
+            batch = RowBatch(keys=[], captions=[], images=[], extras=[], rows=len(chunk), skipped=Counter())
             for row in chunk:
                 if row.problem is not None:
                     batch.skipped[row.problem] += 1
@@ -76,4 +77,5 @@ class ImageFolder:
                 batch.keys.append(row.key)
                 batch.captions.append(row.caption)
                 batch.images.append(ImageRef(name=str(row.path), path=row.path))
+                batch.extras.append(row.extras or {})
             yield batch

@@ -8,6 +8,9 @@ A shard that cannot be read, or is truncated, fails as a unit; so does one
 without its end-of-archive blocks or with fewer samples than img2dataset's
 `_stats.json` counts (see `img2dataset`), unless taken with --allow-partial.
 Failed downloads listed in the shard's parquet are counted under their status.
+A pair keeps `{shard}/{member}` of its image as its payload `path`, and the
+json's `url` and --keep-columns fields (`payload`); the first sample's json
+must have the chosen fields.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from .img2dataset import (
     sorted_naturally,
     split_name,
 )
+from .payload import check_keep, extras, lowered
 
 KIND = "webdataset"
 SHARD_SUFFIXES = (".tar",)
@@ -46,9 +50,9 @@ class WebdatasetShards:
     computes_images = True
     computes_texts = True
 
-    def __init__(self, root: str | Path, *, allow_partial: bool = False):
+    def __init__(self, root: str | Path, *, allow_partial: bool = False, keep: tuple[str, ...] = ()):
         root = Path(root)
-        self.allow_partial = allow_partial
+        self.allow_partial, self.keep = allow_partial, keep
         if root.is_file():
             self.root, self._units = root.parent, [root.name]
         elif root.is_dir():
@@ -76,6 +80,14 @@ class WebdatasetShards:
     def check(self, coarse_dim: int, fine_dim: int) -> None:
         if not self._units:
             raise BadInputError(f"no .tar shards in {self.root}")
+        if self.keep:
+            path = self.root / self._units[0]
+            try:
+                with tarfile.open(path, mode="r|*") as tar:
+                    fields = next((json_fields(members) for _, members, _ in _samples(tar) if "json" in members), [])
+            except (OSError, tarfile.TarError, EOFError):
+                return  # an unreadable shard fails as a unit, later
+            check_keep(self.keep, fields, f"the first sample's json in shard {path}")
 
     def read(self, unit: str, batch_rows: int) -> Iterator[RowBatch]:
         path = self.root / unit
@@ -89,13 +101,14 @@ class WebdatasetShards:
         seen: set[str] = set()
         try:
             with tarfile.open(path, mode="r|*") as tar:
-                for key, members in _samples(tar):
+                for key, members, names in _samples(tar):
                     batch.rows += 1
                     if key in seen:
                         batch.skipped[DUPLICATE_KEY] += 1
                     else:
                         seen.add(key)
-                        _add(batch, key, members)
+                        path = f"{unit}/{names.get(image_extension(members), key)}"
+                        _add(batch, key, members, sample_extras(members, self.keep, path))
                     if batch.rows >= batch_rows:
                         yield batch
                         batch = _empty()
@@ -113,29 +126,49 @@ class WebdatasetShards:
 
 
 def _empty() -> RowBatch:
-    return RowBatch(keys=[], captions=[], images=[], rows=0, skipped=Counter())
+    return RowBatch(keys=[], captions=[], images=[], extras=[], rows=0, skipped=Counter())
 
 
-def _samples(tar: tarfile.TarFile) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) per sample, members read in tar order."""
-    current, members = None, {}
+def _samples(tar: tarfile.TarFile) -> Iterator[tuple[str, dict[str, bytes], dict[str, str]]]:
+    """(key, {extension: bytes}, {extension: member name}) per sample, members read in tar order."""
+    current, members, names = None, {}, {}
     for member in tar:
         if not member.isfile():
             continue
         key, extension = split_name(member.name)
         if current is not None and key != current:
-            yield current, members
-            members = {}
+            yield current, members, names
+            members, names = {}, {}
         current = key
         handle = tar.extractfile(member)
         members[extension] = handle.read() if handle is not None else b""
+        names[extension] = member.name
     if current is not None:
-        yield current, members
+        yield current, members, names
+
+
+def image_extension(members: dict[str, bytes]) -> str | None:
+    return next((e for e in IMAGE_EXTENSIONS if e in members), None)
+
+
+def json_fields(members: dict[str, bytes]) -> dict[str, object]:
+    """The sample's json as a dict keyed by lower-cased field name; {} when absent or not an object."""
+    try:
+        value = json.loads(members["json"]) if "json" in members else {}
+    except ValueError:
+        return {}
+    return lowered(value) if isinstance(value, dict) else {}
+
+
+def sample_extras(members: dict[str, bytes], keep: tuple[str, ...], path: str) -> dict:
+    """A sample's payload fields: its json's url and kept fields, and the image's path."""
+    return extras(json_fields(members), keep, path=path)
 
 
 def sample_row(members: dict[str, bytes]) -> tuple[bytes | None, str | None, str | None]:
     """(image bytes, caption, skip reason) of one sample: the caption is the .txt, else the json's `caption`."""
-    image = next((members[e] for e in IMAGE_EXTENSIONS if e in members), None)
+    extension = image_extension(members)
+    image = None if extension is None else members[extension]
     if image is None:
         return None, None, MISSING_IMAGE
     caption = None
@@ -155,7 +188,7 @@ def sample_row(members: dict[str, bytes]) -> tuple[bytes | None, str | None, str
     return image, caption, None
 
 
-def _add(batch: RowBatch, key: str, members: dict[str, bytes]) -> None:
+def _add(batch: RowBatch, key: str, members: dict[str, bytes], extra: dict) -> None:
     image, caption, problem = sample_row(members)
     if problem is not None:
         batch.skipped[problem] += 1
@@ -163,3 +196,4 @@ def _add(batch: RowBatch, key: str, members: dict[str, bytes]) -> None:
     batch.keys.append(key)
     batch.captions.append(caption)
     batch.images.append(ImageRef(name=f"{key} in shard", data=image))
+    batch.extras.append(extra)

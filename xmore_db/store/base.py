@@ -33,6 +33,8 @@ from .checks import (
     check_queries,
     short,
     sorted_by_score,
+    stored_points,
+    text_payloads,
 )
 from .types import (
     CAPTION_VECTOR,
@@ -48,6 +50,7 @@ from .types import (
     IndexState,
     PairBatch,
     Provenance,
+    StoredPoint,
     pair_id,
 )
 
@@ -111,10 +114,7 @@ class VectorStore(ABC):
                 self.caption_cache(), batch.caption_vectors, len(ids), self.location)
         # Texts first: an image point is what makes a pair reachable (coarse search),
         # so a crash in between leaves at most an orphan caption nobody finds.
-        self._write(TEXTS, ids, text_vectors, [
-            {"caption": caption, "corpus": batch.corpus, "key": key}
-            for caption, key in zip(batch.captions, batch.keys, strict=True)
-        ], "writing captions")
+        self._write(TEXTS, ids, text_vectors, text_payloads(batch), "writing captions")
         self._write(IMAGES, ids, {COARSE_VECTOR: images},
                     [{"corpus": batch.corpus, "key": key} for key in batch.keys], "writing images")
 
@@ -182,6 +182,18 @@ class VectorStore(ABC):
         return page, None if next_offset is None else str(next_offset)
 
     # -- reads -----------------------------------------------------------------
+
+    def points(self, collection: str, ids: Sequence[str], *, vectors: bool = False) -> dict[str, StoredPoint]:
+        """{pair id: payload and named-vector sizes (with `vectors`)} of the points among `ids` in `collection`,
+        read in batched calls (coarse hits read their caption, url, ... from `texts` so)."""
+        self._provenance()
+        wanted = list(dict.fromkeys(canonical_ids(ids)))
+        out: dict[str, StoredPoint] = {}
+        for start in range(0, len(wanted), READ_CHUNK):
+            with self._calls("reading points"):
+                out.update(stored_points(self._read_points(collection, wanted[start:start + READ_CHUNK],
+                                                           vectors=vectors)))
+        return out
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         """The ids among `ids` present in both collections."""
@@ -394,6 +406,10 @@ class VectorStore(ABC):
     @abstractmethod
     def _present_ids(self, collection: str, ids: list[str]) -> Iterable[object]:
         """The ids among `ids` that `collection` holds."""
+
+    @abstractmethod
+    def _read_points(self, collection: str, ids: list[str], *, vectors: bool) -> Sequence[object]:
+        """Records (.id, .payload; .vector {name: row} if `vectors`) of the points among `ids` that exist."""
 
     @abstractmethod
     def _read_vectors(self, collection: str, ids: list[str], name: str) -> Sequence[object]:

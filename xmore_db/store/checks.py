@@ -9,7 +9,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import StoreMismatchError, first_line
-from .types import CAPTION_VECTOR, IMAGES, LAYOUT, TEXTS, CaptionCache, CaptionHit, PairBatch, Provenance
+from .types import (
+    CAPTION_VECTOR,
+    IMAGES,
+    LAYOUT,
+    TEXTS,
+    CaptionCache,
+    CaptionHit,
+    PairBatch,
+    Provenance,
+    StoredPoint,
+)
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -45,6 +55,8 @@ def check_batch(batch: PairBatch, provenance: Provenance, location: str) -> tupl
         raise ValueError(f"PairBatch has {n} keys but {len(batch.captions)} captions")
     if len(set(batch.keys)) != n:
         raise ValueError("PairBatch.keys has duplicates")
+    if batch.extras is not None and len(batch.extras) != n:
+        raise ValueError(f"PairBatch has {n} keys but {len(batch.extras)} extras")
     images = _rows(batch.image_vectors, n, "image_vectors")
     texts = _rows(batch.text_vectors, n, "text_vectors")
     _check_dim(images, provenance.coarse_dim, IMAGES, provenance.coarse_model, "image", location)
@@ -133,10 +145,35 @@ def sorted_by_score(hits: list) -> list:
 
 def caption_hit(point: object) -> CaptionHit:
     """A scored `texts` point of either engine (id, score, payload) as a CaptionHit."""
-    payload = point.payload or {}
+    return payload_hit(str(point.id), float(point.score), point.payload or {})
+
+
+def text_payloads(batch: PairBatch) -> list[dict]:
+    """The `texts` payload of each row: its extras (url, path, metadata), then caption, corpus and key."""
+    extras = batch.extras if batch.extras is not None else [{}] * len(batch.keys)
+    return [{**(extra or {}), "caption": caption, "corpus": batch.corpus, "key": key}
+            for caption, key, extra in zip(batch.captions, batch.keys, extras, strict=True)]
+
+
+def stored_points(records: Sequence[object]) -> dict[str, StoredPoint]:
+    """Engine records (.id, .payload, .vector) as {pair id: StoredPoint}, with each named vector's size."""
+    out = {}
+    for record in records:
+        vectors = record.vector if isinstance(getattr(record, "vector", None), dict) else {}
+        out[str(record.id)] = StoredPoint(payload=dict(record.payload or {}),
+                                          vectors={str(name): len(row) for name, row in sorted(vectors.items())
+                                                   if row is not None})
+    return out
+
+
+def payload_hit(pid: str, score: float, payload: dict) -> CaptionHit:
+    """A hit from a `texts` payload: caption, corpus, key, and url, path, metadata where stored."""
+    url, path, metadata = payload.get("url"), payload.get("path"), payload.get("metadata")
     return CaptionHit(
-        pair_id=str(point.id), score=float(point.score), caption=str(payload.get("caption", "")),
+        pair_id=pid, score=score, caption=str(payload.get("caption", "")),
         corpus=str(payload.get("corpus", "")), key=str(payload.get("key", "")),
+        url=None if url is None else str(url), path=None if path is None else str(path),
+        metadata=dict(metadata) if isinstance(metadata, dict) else {},
     )
 
 

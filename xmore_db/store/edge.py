@@ -158,6 +158,9 @@ class EdgeStore(VectorStore):
     def _present_ids(self, collection: str, ids: list[str]) -> list[object]:
         return [r.id for r in self._shard(collection).retrieve(ids, with_payload=False, with_vector=False)]
 
+    def _read_points(self, collection: str, ids: list[str], *, vectors: bool) -> list[qe.Record]:
+        return self._shard(collection).retrieve(ids, with_payload=True, with_vector=vectors)
+
     def _read_vectors(self, collection: str, ids: list[str], name: str) -> list[qe.Record]:
         return self._shard(collection).retrieve(ids, with_payload=False, with_vector=[name])
 

@@ -210,6 +210,9 @@ class ServerStore(VectorStore):
         records = self.client.retrieve(self.names[collection], ids=ids, with_payload=False, with_vectors=False)
         return [record.id for record in records]
 
+    def _read_points(self, collection: str, ids: list[str], *, vectors: bool) -> list[object]:
+        return self.client.retrieve(self.names[collection], ids=ids, with_payload=True, with_vectors=vectors)
+
     def _read_vectors(self, collection: str, ids: list[str], name: str) -> list[object]:
         return self.client.retrieve(self.names[collection], ids=ids, with_payload=False, with_vectors=[name])
 

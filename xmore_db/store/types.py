@@ -1,15 +1,19 @@
 """The store's vocabulary: collection and vector names, pair ids, and the values it takes and returns.
 
 Two collections joined by pair id: `images` holds the coarse encoder's image
-embeddings (named vector "coarse"), `texts` the fine encoder's caption
-embeddings (named vector "fine") with payload {caption, corpus, key}. Pair ids
-derive from (corpus, key), so re-ingesting a corpus overwrites, never duplicates.
+embeddings (named vector "coarse") with payload {corpus, key}, `texts` the fine
+encoder's caption embeddings (named vector "fine") with payload {caption,
+corpus, key} and, where the source has them, `url`, `path` (the image's place
+in the source) and `metadata` (the --keep-columns columns). The rest of a pair
+is read from `texts` by id when wanted (coarse hits: one batched read), so it is
+stored once. Pair ids derive from (corpus, key), so re-ingesting a corpus
+overwrites, never duplicates.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import NamedTuple
 
 import numpy as np
@@ -99,6 +103,7 @@ class PairBatch:
     image_vectors: np.ndarray  # (n, coarse_dim)
     text_vectors: np.ndarray  # (n, fine_dim)
     caption_vectors: np.ndarray | None = None  # (n, cache dim): the caption cache's vectors, if it is on
+    extras: list[dict] | None = None  # per row, payload fields besides caption, corpus, key: url, path, metadata
 
     @property
     def ids(self) -> list[str]:
@@ -113,11 +118,27 @@ class ImageHit:
 
 @dataclass(frozen=True)
 class CaptionHit:
+    """A pair found, with what is stored to find it again (url, path, metadata: None/{} where the source had none).
+
+    Coarse hits shown to users are CaptionHits too (`retrieval.describe`), scored by the image search.
+    """
+
     pair_id: str
     score: float
     caption: str
     corpus: str
     key: str
+    url: str | None = None
+    path: str | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    """One point as stored: its payload, and the size of each named vector it has."""
+
+    payload: dict
+    vectors: dict[str, int]
 
 
 @dataclass(frozen=True)
