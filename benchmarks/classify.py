@@ -15,6 +15,13 @@ phrases, 3 analogies; one-vs-one phrases against 2 other classes, 7 templates
 each), encoded once before the timed runs (its time is reported apart). CODER*
 needs only the classifier's image embedding; coder+captions adds the retrieval.
 
+RECO columns, as `xmore classify --method reco-mean|reco` runs them: the three image
+encodings and the two-stage search, the captions of the first k=10 coarse neighbours
+(a filtered search) read from the caption cache, then the fusion (reco: an untrained
+fusion layer of the classifier's size, the same arithmetic as a trained one). The
+text side is off here (the coarse model is not the classifier). zeroshot is the
+classifier's image encoding alone, the baseline of the overheads.
+
     .venv/bin/python benchmarks/classify.py --images 8
 """
 
@@ -181,6 +188,32 @@ def main() -> None:
         p = method.softmax(scores)
         return record(watch, p[0], p[1:].mean(axis=0))
 
+    from xmore_db.methods.reco import reco_mean
+    from xmore_db.reco.layers import build_layers
+
+    reco_layers = build_layers(classifier.dim, k=10, text=False, seed=0)
+
+    def zeroshot(image, watch: Stopwatch) -> str:
+        e_cls = watch.time("encode image: classifier", classifier.encode_images, [image])
+        return record(watch, method.class_probabilities(e_cls[0], prompts, classifier.logit_scale), None)
+
+    def reco(image, watch: Stopwatch, fuse=None) -> str:
+        e_cls = watch.time("encode image: classifier", classifier.encode_images, [image])
+        e_coarse = watch.time("encode image: coarse", coarse.encode_images, [image])
+        e_fine = watch.time("encode image: fine", fine.encode_images, [image])
+        [found] = watch.time("search: coarse + fine", retrieve, store, e_coarse, e_fine,
+                             coarse_k=args.K, fine_k=args.k, hnsw_ef=args.hnsw_ef)
+        nearest = [h.pair_id for h in found.coarse[:10]]
+        hits = watch.time("RECO: captions of the first k coarse neighbours", store.fine_search, e_fine, [nearest],
+                          limit=10)[0]
+        emb = watch.time("read cached caption embeddings", store.caption_vectors, [h.pair_id for h in hits])
+        fuse = fuse or (lambda q, r: reco_mean(q, r, alpha=1.0, logit_scale=classifier.logit_scale))
+        refined = watch.time("RECO: fusion", fuse, e_cls, emb[None])
+        return record(watch, method.class_probabilities(refined[0], prompts, classifier.logit_scale), None)
+
+    def reco_trained(image, watch: Stopwatch) -> str:
+        return reco(image, watch, fuse=reco_layers.refine_images)
+
     def finish(watch: Stopwatch, e_cls, emb) -> str:
         p_image = method.class_probabilities(e_cls[0], prompts, classifier.logit_scale)
         p_text = method.text_probabilities(emb, prompts, classifier.logit_scale)
@@ -199,7 +232,8 @@ def main() -> None:
 
     results = {}
     for name, fn in (("ours", ours), ("ours, no caption cache", ours_uncached), ("authors", authors),
-                     ("CODER*", coder_star), ("coder+captions", coder_captions)):
+                     ("CODER*", coder_star), ("coder+captions", coder_captions), ("zeroshot", zeroshot),
+                     ("reco-mean", reco), ("reco", reco_trained)):
         fn(images[-1], Stopwatch())  # warm up
         watch = Stopwatch()
         start = time.perf_counter()
@@ -223,6 +257,9 @@ def main() -> None:
     print("| **total per image** | " + " | ".join(f"**{results[n]['per_image_s'] * 1e3:.0f}**" for n in names) + " |")
     print(f"authors' variant / ours: {ratio:.1f}x with the caption cache, {ratio_uncached:.1f}x without")
     print(f"CODER text bank ({len(bank.texts)} + {len(bank.ovo_texts)} texts): encoded once, {bank_seconds:.1f} s")
+    base = results["zeroshot"]["per_image_s"]
+    print("overhead over zero-shot per image: " + ", ".join(
+        f"{name} +{(results[name]['per_image_s'] - base) * 1e3:.0f} ms" for name in ("reco-mean", "reco")))
     if args.json:
         args.json.write_text(json.dumps({"results": results, "ratio": ratio, "ratio_uncached": ratio_uncached,
                                          "bank_seconds": bank_seconds, "machine": machine}, indent=2))

@@ -106,7 +106,7 @@ def classify_methods() -> list[str]:
 
 def score_images(workspace: Workspace, images: list[Image.Image], queries: list[str], *,
                  labels: list[str], method_name: str = "xmore",
-                 files: MethodFiles | None = None) -> list[Scored]:
+                 files: MethodFiles | None = None, corpora: list[str] | None = None) -> list[Scored]:
     """Encode, retrieve and score a batch: the image encodings, the searches and caption encodings the
     method needs, then the method itself over the whole batch."""
     from .methods import MethodInputs, get_method
@@ -125,8 +125,8 @@ def score_images(workspace: Workspace, images: list[Image.Image], queries: list[
     captions: list[list[CaptionHit]] = [[] for _ in queries]
     if retrieves:
         store = workspace.store()
-        retrievals = retrieve(store, embeddings["coarse"], embeddings["fine"],
-                              coarse_k=settings.coarse_k, fine_k=settings.fine_k, hnsw_ef=settings.hnsw_ef)
+        retrievals = retrieve(store, embeddings["coarse"], embeddings["fine"], coarse_k=settings.coarse_k,
+                              fine_k=settings.fine_k, hnsw_ef=settings.hnsw_ef, corpora=corpora)
         captions = [r.captions for r in retrievals]
         fields[CAPTIONS] = _caption_rows(workspace, captions, settings.fine_k, classifier.dim)
         if INDIRECT_CAPTIONS in needs:
@@ -181,6 +181,7 @@ def record_scored(workspace: Workspace, scored: list[Scored], *, labels: list[st
 
 def classify_paths(workspace: Workspace, paths: list[Path], *, labels: list[str], stream: str,
                    method_name: str = "xmore", files: MethodFiles | None = None,
+                   corpora: list[str] | None = None,
                    on_start: Callable[[int], None] = lambda total: None,
                    on_progress: Callable[[int], None] = lambda n: None) -> list[Classification]:
     """Classify image files in order, with the stages of consecutive batches overlapped.
@@ -229,7 +230,7 @@ def classify_paths(workspace: Workspace, paths: list[Path], *, labels: list[str]
             if i + 1 < len(chunks):
                 next_images = decoders.submit(decode, chunks[i + 1])
             scored = score_images(workspace, images, [str(p) for p in chunk], labels=labels,
-                                  method_name=method_name, files=files)
+                                  method_name=method_name, files=files, corpora=corpora)
             for image in images:
                 image.close()
             if writing is not None:

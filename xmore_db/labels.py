@@ -38,3 +38,18 @@ def read_labels(path: str | Path) -> list[str]:
     if len(labels) < 2:
         raise LabelsError(f"labels file {path} has only one label: classification needs at least 2")
     return labels
+
+
+def check_labels(labels: list[str]) -> list[str]:
+    """Class names given in code: stripped, at least two, none repeated or empty (the rules of read_labels)."""
+    if isinstance(labels, str):
+        raise LabelsError("labels must be a list of class names, not one string")
+    names = [str(label).strip() for label in labels]
+    if any(not name for name in names):
+        raise LabelsError("a label is empty")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise LabelsError(f"labels repeat {', '.join(map(repr, repeated))}")
+    if len(names) < 2:
+        raise LabelsError("classification needs at least 2 labels")
+    return names

@@ -25,15 +25,16 @@ def retrieve(
     coarse_k: int,
     fine_k: int,
     hnsw_ef: int | None = None,
+    corpora: list[str] | None = None,
 ) -> list[Retrieval]:
     """Retrieve captions for a batch of B queries in two batched searches.
 
     coarse_queries: (B, coarse_dim) image embeddings in the corpus' image space.
     fine_queries: (B, fine_dim) image embeddings of the fine model, compared
     directly with the stored caption embeddings of the coarse candidates.
-    `hnsw_ef` widens the coarse graph search (recall against speed).
+    `hnsw_ef` widens the coarse graph search (recall against speed); `corpora` keeps only those corpora.
     """
-    coarse = store.coarse_search(coarse_queries, limit=coarse_k, hnsw_ef=hnsw_ef)
+    coarse = store.coarse_search(coarse_queries, limit=coarse_k, hnsw_ef=hnsw_ef, corpora=corpora)
     candidates = [[hit.pair_id for hit in hits] for hits in coarse]
     fine = store.fine_search(fine_queries, candidates, limit=fine_k)
     return [Retrieval(coarse=c, captions=f) for c, f in zip(coarse, fine, strict=True)]

@@ -117,3 +117,31 @@ class Workspace:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def initialise(settings: Settings) -> dict:
+    """Create the two collections and migrate the history database (what `xmore init` does).
+
+    Every configured model's weights are checked first (the store records these
+    models for good), and the database is reached before any write. Returns
+    what was done, as `xmore init --json` prints it.
+    """
+    from dataclasses import asdict
+
+    from .models.weights import ROLE_ENV, check_weights
+
+    for role in ROLE_ENV:
+        check_weights(getattr(settings, role), cache_dir=settings.model_cache_dir, role=role)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with Workspace(settings) as ws:
+        previous = ws.history.revision()  # fails early, before any write, if the database is unreachable
+        provenance = ws.provenance()
+        store = ws.raw_store()
+        created = store.init(provenance)
+        revision = ws.history.migrate()
+        return {
+            "vector_backend": store.backend, "vector_location": store.location,
+            "collections_created": created, "provenance": asdict(provenance),
+            "database": settings.masked()["database_url"], "previous_revision": previous,
+            "revision": revision,
+        }

@@ -33,31 +33,19 @@ def init(ctx: typer.Context, json: opt.Json = False):
     Safe to run again: existing collections are checked against the configured
     models (vector sizes included) and left as they are.
     """
-    from ..models.weights import ROLE_ENV, check_weights
+    from ..workspace import initialise
 
     settings = _settings(ctx)
-    for role in ROLE_ENV:  # the store records these models for good: their weights must load
-        check_weights(getattr(settings, role), cache_dir=settings.model_cache_dir, role=role)
-    settings.home.mkdir(parents=True, exist_ok=True)
-    with Workspace(settings) as ws:
-        previous = ws.history.revision()  # fails early, before any write, if the database is unreachable
-        provenance = ws.provenance()
-        store = ws.raw_store()
-        created = store.init(provenance)
-        revision = ws.history.migrate()
-        result = {
-            "vector_backend": store.backend, "vector_location": store.location,
-            "collections_created": created, "provenance": asdict(provenance),
-            "database": settings.masked()["database_url"], "previous_revision": previous,
-            "revision": revision,
-        }
+    result = initialise(settings)
     if json:
         echo_json(result)
         return
-    verb = "Created" if created else "Checked existing"
-    typer.echo(f"{verb} collections images ({provenance.coarse_model}, {provenance.coarse_dim}-d) and "
-               f"texts ({provenance.fine_model}, {provenance.fine_dim}-d) in {store.backend} at {store.location}")
-    typer.echo(f"Database {result['database']} at revision {revision}")
+    p = result["provenance"]
+    verb = "Created" if result["collections_created"] else "Checked existing"
+    typer.echo(f"{verb} collections images ({p['coarse_model']}, {p['coarse_dim']}-d) and "
+               f"texts ({p['fine_model']}, {p['fine_dim']}-d) in {result['vector_backend']} at "
+               f"{result['vector_location']}")
+    typer.echo(f"Database {result['database']} at revision {result['revision']}")
 
 
 def ingest(
@@ -179,6 +167,7 @@ def retrieve(
     ] = False,
     coarse_k: opt.CoarseK = None,
     fine_k: opt.FineK = None,
+    corpus: opt.Corpora = None,
     json: opt.Json = False,
 ):
     """Show the captions retrieved for an image: coarse image neighbours, reranked against the image."""
@@ -191,8 +180,8 @@ def retrieve(
     with Workspace(settings) as ws:
         store = ws.store()
         embeddings = embed_images(ws, images, ("coarse", "fine"))
-        [result] = two_stage(store, embeddings["coarse"], embeddings["fine"],
-                             coarse_k=settings.coarse_k, fine_k=settings.fine_k, hnsw_ef=settings.hnsw_ef)
+        [result] = two_stage(store, embeddings["coarse"], embeddings["fine"], coarse_k=settings.coarse_k,
+                             fine_k=settings.fine_k, hnsw_ef=settings.hnsw_ef, corpora=corpus or None)
         neighbours = describe(store, result.coarse) if coarse else []
     if json:
         out = {"query": str(image), "captions": [asdict(h) for h in result.captions]}
@@ -224,6 +213,7 @@ def classify(
     method_name: opt.Method = "xmore",
     textbank: opt.TextBank = None,
     fusion: opt.Fusion = None,
+    corpus: opt.Corpora = None,
     json: opt.Json = False,
 ):
     """Classify images, appending each to the stream's history (X-MoRe by default).
@@ -251,7 +241,8 @@ def classify(
     files = MethodFiles(textbank=textbank, fusion=fusion)
     with Workspace(settings) as ws, progress_bar("classifying", unit="image") as bar:
         results = classify_paths(ws, list(images), labels=class_names, stream=stream, method_name=method_name,
-                                 files=files, on_start=bar.start, on_progress=bar.advance)
+                                 files=files, corpora=corpus or None, on_start=bar.start,
+                                 on_progress=bar.advance)
     if json:
         echo_json([r.to_dict() for r in results])
         return

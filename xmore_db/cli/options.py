@@ -136,3 +136,6 @@ Fusion = Annotated[Path | None, typer.Option(
     "--fusion", help="A RECO fusion layer (safetensors, from `xmore reco train`); reco and xmore+reco need it, "
     "reco-mean does not. RECO refines the image with its k nearest corpus images' captions and, only when the "
     "coarse model is the classifier (`xmore status` says), each class prompt with its nearest captions' images.")]
+
+Corpora = Annotated[list[str] | None, typer.Option(
+    "--corpus", help="Retrieve only from this corpus (repeat for several); a payload filter, indexed.")]

@@ -210,18 +210,23 @@ class VectorStore(ABC):
             present[name] = found
         return present[IMAGES] & present[TEXTS]
 
-    def coarse_search(self, queries: np.ndarray, *, limit: int, hnsw_ef: int | None = None) -> list[list[ImageHit]]:
+    def coarse_search(self, queries: np.ndarray, *, limit: int, hnsw_ef: int | None = None,
+                      corpora: Sequence[str] | None = None) -> list[list[ImageHit]]:
         """queries (B, coarse_dim): the `limit` nearest images of each, one batched call.
 
         `hnsw_ef` is the graph search's beam width (None: the engine's default,
         which is no wider than `limit`); wider finds more of the exact neighbours.
+        `corpora` keeps only pairs of those corpora (a payload filter on `corpus`, indexed).
         """
         matrix = check_queries(queries, self._provenance(), "coarse", self.location)
         limit = check_limit(limit)
         if len(matrix) == 0:
             return []
+        if corpora is not None and (isinstance(corpora, str) or not all(isinstance(c, str) for c in corpora)):
+            raise ValueError("corpora must be a sequence of corpus names")
         with self._calls("coarse search"):
-            results = self._query_images(matrix, limit=limit, hnsw_ef=hnsw_ef)
+            results = self._query_images(matrix, limit=limit, hnsw_ef=hnsw_ef,
+                                         corpora=list(corpora) if corpora else None)
         return [sorted_by_score([ImageHit(pair_id=str(p.id), score=float(p.score)) for p in points])
                 for points in results]
 
@@ -421,7 +426,8 @@ class VectorStore(ABC):
         """A page of records (.id, .payload with "caption") lacking vector `name`, and the next offset."""
 
     @abstractmethod
-    def _query_images(self, matrix: np.ndarray, *, limit: int, hnsw_ef: int | None) -> list[Sequence[object]]:
+    def _query_images(self, matrix: np.ndarray, *, limit: int, hnsw_ef: int | None,
+                      corpora: list[str] | None) -> list[Sequence[object]]:
         """Per query row, scored points (.id, .score) of `images`."""
 
     @abstractmethod

@@ -88,6 +88,11 @@ class EdgeStore(VectorStore):
                                 "provenance": provenance.to_dict()})
         created = [name for name in COLLECTIONS if not self._shard_exists(name)]
         self._load_shards(create=provenance)
+        for name in COLLECTIONS:  # counting, deleting and searching by corpus filter on it
+            shard = self._shard(name)
+            with self._calls(f"indexing the corpus field of {name!r}"):
+                if "corpus" not in (shard.info().payload_schema or {}):
+                    shard.update(qe.UpdateOperation.create_field_index("corpus", qe.PayloadSchemaType.Keyword))
         self._checked = True
         return bool(created)
 
@@ -169,11 +174,13 @@ class EdgeStore(VectorStore):
             offset=offset, limit=limit, filter=qe.Filter(must_not=[qe.HasVectorCondition(name)]),
             with_payload=["caption"], with_vector=False))
 
-    def _query_images(self, matrix: np.ndarray, *, limit: int, hnsw_ef: int | None) -> list[list[qe.ScoredPoint]]:
+    def _query_images(self, matrix: np.ndarray, *, limit: int, hnsw_ef: int | None,
+                      corpora: list[str] | None) -> list[list[qe.ScoredPoint]]:
         params = qe.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
         vector = LAYOUT[IMAGES].vector
+        where = qe.Filter(must=[qe.FieldCondition(key="corpus", match=qe.MatchAny(corpora))]) if corpora else None
         return self._shard(IMAGES).query_batch(qe.QueryBatchRequest([
-            qe.QueryRequest(limit=limit, query=qe.Query.Nearest(row, using=vector),
+            qe.QueryRequest(limit=limit, query=qe.Query.Nearest(row, using=vector), filter=where,
                             params=params, with_payload=False, with_vector=False)
             for row in matrix
         ]))

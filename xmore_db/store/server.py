@@ -221,10 +221,13 @@ class ServerStore(VectorStore):
             self.names[collection], limit=limit, offset=offset, with_payload=["caption"], with_vectors=False,
             scroll_filter=models.Filter(must_not=[models.HasVectorCondition(has_vector=name)]))
 
-    def _query_images(self, matrix: np.ndarray, *, limit: int, hnsw_ef: int | None) -> list[list[object]]:
+    def _query_images(self, matrix: np.ndarray, *, limit: int, hnsw_ef: int | None,
+                      corpora: list[str] | None) -> list[list[object]]:
         params = models.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
+        where = (models.Filter(must=[models.FieldCondition(key="corpus", match=models.MatchAny(any=corpora))])
+                 if corpora else None)
         responses = self.client.query_batch_points(self.names[IMAGES], requests=[
-            models.QueryRequest(query=row, using=LAYOUT[IMAGES].vector, limit=limit, params=params,
+            models.QueryRequest(query=row, using=LAYOUT[IMAGES].vector, limit=limit, params=params, filter=where,
                                 with_payload=False, with_vector=False)
             for row in matrix.tolist()
         ])

@@ -9,7 +9,8 @@ texts are made of those words, in the captions' word order (size, colour, textur
   both patterns of small cells; orange sits between red and yellow);
 - one-vs-one texts for (a, b): a caption-like phrase naming a and denying b ("a small circle, not a
   square", "a red shape, not a blue shape"): the vocabulary has no word that tells two shapes apart
-  other than their names.
+  other than their names, and "not" is the one word here the captions never use (the toy models read
+  these texts backwards: README, *CODER on the proof domain*).
 Shape and shape-sketch share the shape bank. Nothing here was tuned on the test sets.
 """
 
