@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 class Index:
-    """An xmore index (the two collections and the history) and the models named by its settings.
+    """One index (the two collections and the history) and the models named by its settings.
 
     Models load on first use and stay loaded; close() (or a `with` block) releases the store and database.
     """
