@@ -9,7 +9,9 @@ DEMO := demo-data
 DEMO_STORE := XMORE_HOME=$(DEMO)/home XMORE_COARSE_MODEL=xmore-toy-strong:toy XMORE_FINE_MODEL=xmore-toy-strong:toy
 DEMO_ENV := $(DEMO_STORE) XMORE_CLASSIFIER_MODEL=xmore-toy-weak:toy
 DEMO_MEDIUM := $(DEMO_STORE) XMORE_CLASSIFIER_MODEL=xmore-toy-medium:toy
-DEMO_EVAL := $(foreach t,shape colour texture shape-sketch,--dataset $(DEMO)/tests/$(t)) --seeds 0,1,2 \
+# Every method whose inputs are given: X-MoRe and its ablations, CODER with the generated text banks, RECO.
+DEMO_EVAL := $(foreach t,shape colour texture shape-sketch,--dataset $(DEMO)/tests/$(t) \
+	--textbank $(t)=$(DEMO)/textbanks/$(t).json) --seeds 0,1,2 \
 	--corpus-attributes toy-web=$(DEMO)/corpus/attributes.csv --diagnose
 
 .PHONY: install test test-slow lint demo clean
@@ -42,9 +44,12 @@ demo: install
 	$(DEMO_ENV) $(BIN)/xmore streams show demo
 	$(DEMO_ENV) $(BIN)/xmore status
 	@echo "== Setup 1: weak classifier (xmore-toy-weak), strong retrieval (xmore-toy-strong) =="
-	$(DEMO_ENV) $(BIN)/xmore eval $(DEMO_EVAL) --out $(DEMO)/eval-weak
+	$(DEMO_ENV) $(BIN)/xmore reco train --corpus toy-web --out $(DEMO)/reco/weak.safetensors
+	$(DEMO_ENV) $(BIN)/xmore eval $(DEMO_EVAL) --fusion $(DEMO)/reco/weak.safetensors --out $(DEMO)/eval-weak
 	@echo "== Setup 2: medium classifier (xmore-toy-medium), the same store =="
-	$(DEMO_MEDIUM) $(BIN)/xmore eval $(DEMO_EVAL) --out $(DEMO)/eval-medium
+	$(DEMO_MEDIUM) $(BIN)/xmore cache-captions --rebuild
+	$(DEMO_MEDIUM) $(BIN)/xmore reco train --corpus toy-web --out $(DEMO)/reco/medium.safetensors
+	$(DEMO_MEDIUM) $(BIN)/xmore eval $(DEMO_EVAL) --fusion $(DEMO)/reco/medium.safetensors --out $(DEMO)/eval-medium
 
 clean:
 	rm -rf $(DEMO) xmore-data .pytest_cache

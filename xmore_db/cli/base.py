@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 from typer.core import TyperGroup
+
+try:  # typer 0.22+ carries its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer on click itself
+    from click import exceptions as click_errors
 
 from ..config import Settings, mask_secrets, secret_values
 from ..errors import XmoreError, first_line
@@ -17,11 +23,37 @@ class XmoreGroup(TyperGroup):
     XMORE_DEBUG=1 lets the traceback through instead.
     """
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Usage errors as one `Error: …` line and exit 2, like every other error (click prints a usage block)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as exc:  # `xmore streams` alone: the help, as asked
+            typer.echo(exc.ctx.get_help())
+            sys.exit(0)
+        except click_errors.UsageError as exc:
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            typer.echo(f"Error: {' '.join(exc.format_message().split())}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click_errors.ClickException as exc:
+            typer.echo(f"Error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted.", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, typer.TyperException):
+        except (typer.Exit, typer.Abort, typer.TyperException, click_errors.ClickException):
             raise
+        except BrokenPipeError:
+            # The reader went away (`xmore config | head -1`): stop quietly, as Unix tools do.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except XmoreError as exc:
             if os.environ.get("XMORE_DEBUG"):
                 raise
@@ -61,7 +93,8 @@ def echo_error(ctx: typer.Context, message: str) -> None:
 
 
 def make_app(help: str) -> typer.Typer:
-    return typer.Typer(cls=XmoreGroup, help=help, no_args_is_help=True,
+    # Plain help (rich_markup_mode None): readable at 80 columns, no <bool> placeholders on flags.
+    return typer.Typer(cls=XmoreGroup, help=help, no_args_is_help=True, rich_markup_mode=None,
                        pretty_exceptions_enable=False, add_completion=False)
 
 
