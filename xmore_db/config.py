@@ -154,7 +154,8 @@ class Settings:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.fine_k > self.coarse_k:
             raise ConfigError(
-                f"fine_k ({self.fine_k}) cannot exceed coarse_k ({self.coarse_k}): "
+                f"-k/--fine-k ({self.fine_k}, XMORE_FINE_K) cannot exceed -K/--coarse-k ({self.coarse_k}, "
+                "XMORE_COARSE_K): "
                 "the fine stage ranks the coarse candidates"
             )
         if "{label}" not in self.template:

@@ -214,6 +214,7 @@ def classify(
     textbank: opt.TextBank = None,
     fusion: opt.Fusion = None,
     corpus: opt.Corpora = None,
+    device: opt.Device = None,
     json: opt.Json = False,
 ):
     """Classify images, appending each to the stream's history (X-MoRe by default).
@@ -234,7 +235,8 @@ def classify(
     if method_name not in classify_methods():
         raise typer.BadParameter(f"{method_name!r} is not one of {', '.join(classify_methods())}",
                                  param_hint="--method")
-    settings = _settings(ctx, normalize=normalize, template=template, coarse_k=coarse_k, fine_k=fine_k)
+    settings = _settings(ctx, normalize=normalize, template=template, coarse_k=coarse_k, fine_k=fine_k,
+                         device=device)
     class_names = read_labels(labels)
     if TEXTBANK in get_method(method_name).needs:  # the bank is read and checked before any work
         read_bank(textbank, class_names)

@@ -52,7 +52,10 @@ def eval_command(
     fine_k: opt.FineK = None,
     ks: Annotated[str, typer.Option("--ks", help="The k sweep; every image is retrieved once at the largest.")] = (
         "1,2,4,8,16,32,64"),
-    coarse_k: opt.CoarseK = None,
+    coarse_k: Annotated[int | None, typer.Option(
+        "--coarse-k", "-K", envvar="XMORE_COARSE_K", min=1, help="Corpus images kept by the coarse stage.",
+        show_default="XMORE_COARSE_K (128), or the largest k of --ks when larger")] = None,
+    device: opt.Device = None,
     seeds: Annotated[str, typer.Option(
         "--seeds", help="Query-order seeds: each is one stream order (numpy default_rng(seed).permutation); "
         "accuracies are averaged over them.")] = "0",
@@ -93,7 +96,7 @@ def eval_command(
     from ..methods.inputs import MethodFiles, available_methods
     from .base import settings_from
 
-    settings = settings_from(ctx, template=template)
+    settings = settings_from(ctx, template=template, device=device)
     k = fine_k if fine_k is not None else settings.fine_k
     sweep = _ints(ks, "--ks")
     big_k = coarse_k if coarse_k is not None else max(settings.coarse_k, max(sweep))

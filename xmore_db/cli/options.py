@@ -115,9 +115,18 @@ Template = Annotated[
     typer.Option("--template", envvar=_ENV["template"], help="Class prompt; {label} is replaced by the class name.",
                  show_default=DEFAULT_TEMPLATE),
 ]
+def _normalization(value: str | None) -> str | None:
+    """A usage error (exit 2) naming the valid values, like every other malformed argument."""
+    from ..config import NORMALIZATIONS
+
+    if value is not None and value not in NORMALIZATIONS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(NORMALIZATIONS)}")
+    return value
+
+
 Normalize = Annotated[
     str | None,
-    typer.Option("--normalize", envvar=_ENV["normalize"],
+    typer.Option("--normalize", envvar=_ENV["normalize"], callback=_normalization,
                  help="Confidence adjustment over the stream: minmax (the paper), l1 (the authors' code: "
                       "c_t / sum of c so far) or none (equal confidence).",
                  show_default="minmax"),

@@ -133,7 +133,7 @@ def ingest(
         collections = store.counts()
 
     return summarize(
-        corpus=corpus, kind=source.kind, source=str(Path(path)), processed=run.outcomes, after=after,
+        corpus=corpus, kind=source.kind, source=str(Path(path).resolve()), processed=run.outcomes, after=after,
         present_before=present_before, seconds=time.perf_counter() - started,
         optimize_seconds=optimize_seconds, collections=collections, caption_cache=cache_note, changed=changed,
     )

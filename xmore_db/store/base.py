@@ -9,6 +9,11 @@ a few, and its own lifecycle (init, open, close).
 
 Every hook runs inside `self._calls(action)`, the backend's translation of
 engine failures into our errors, one line each.
+
+Why this module is past ~400 lines: it is one class whose public methods and
+the abstract hooks they call belong together; split in two, every flow would
+sit in one file and the hooks it relies on in another. The validation it uses
+is already apart (checks.py), and so are the records (types.py).
 """
 
 from __future__ import annotations
