@@ -52,9 +52,9 @@ def test_init_ingest_retrieve_classify_show(backend_env, request, corpus_dir, qu
     assert (results[0]["w_image"], results[0]["w_text"]) == (1.0, 1.0)
 
     shown = ok_json("streams", "show", "s1")
-    assert shown["stream"]["n_events"] == 3
-    assert shown["stream"]["image"]["min"] == pytest.approx(min(r["c_image"] for r in results))
-    assert shown["stream"]["text"]["max"] == pytest.approx(max(r["c_text"] for r in results))
+    assert shown["n_events"] == 3 and shown["stream"] == "s1"
+    assert shown["image"]["min"] == pytest.approx(min(r["c_image"] for r in results))
+    assert shown["text"]["max"] == pytest.approx(max(r["c_text"] for r in results))
     assert [e["prediction"] for e in shown["events"]] == [r["prediction"] for r in results]
 
     text = ok("classify", query_images[3], "--labels", labels_file, "--stream", "s1").stdout
@@ -89,17 +89,17 @@ def test_query_without_captions_is_classified_by_image_alone(backend_env, query_
     [result] = ok_json("classify", query_images[0], "--labels", labels_file, "--stream", "empty")
     assert result["no_captions"] is True and result["p_text"] is None and result["c_text"] is None
     assert result["probabilities"] == pytest.approx(result["p_image"])
-    assert ok_json("streams", "show", "empty")["stream"]["n_events"] == 1
+    assert ok_json("streams", "show", "empty")["n_events"] == 1
     assert "image only" in ok("classify", query_images[1], "--labels", labels_file, "--stream", "empty").stdout
 
 
 def test_streams_list_and_reset(backend_env, query_images, labels_file):
     ok("init")
     ok("classify", *query_images[:2], "--labels", labels_file, "--stream", "a")
-    assert [s["name"] for s in ok_json("streams", "list")] == ["a"]
+    assert [s["stream"] for s in ok_json("streams", "list")] == ["a"]
     refused = xmore("streams", "reset", "a", input="n\n")
     assert refused.exit_code != 0
-    assert ok_json("streams", "show", "a")["stream"]["n_events"] == 2
+    assert ok_json("streams", "show", "a")["n_events"] == 2
     assert ok_json("streams", "reset", "a", "--yes")["events_removed"] == 2
     assert ok_json("streams", "list") == []
     again = ok_json("classify", query_images[0], "--labels", labels_file, "--stream", "a")

@@ -45,7 +45,7 @@ def test_corrupt_image_in_corpus_is_skipped_and_counted(backend_env, corpus_dir,
     assert (report["ingested"], report["skipped"]) == (59, 1)
     assert report["skip_reasons"] == {"undecodable_image": 1}
     assert report["collections"] == {"images": 59, "texts": 59}
-    [unit] = ok_json("corpora", "show", "bad")["units"]
+    [unit] = ok_json("corpora", "show", "bad")["unit_records"]
     assert unit["status"] == "done" and unit["skip_reasons"] == {"undecodable_image": 1}
 
 

@@ -81,7 +81,7 @@ def test_classify_with_coder_records_the_method_and_encodes_the_bank_once(env, d
     assert all(r["p_text"] is None and r["w_text"] == 0 and abs(sum(r["probabilities"]) - 1) < 1e-6
                for r in results)
     assert len(list((env / "home" / "cache" / "textbanks").glob("*.npy"))) == 1
-    stream = ok_json("streams", "show", "c1")["stream"]
+    stream = ok_json("streams", "show", "c1")
     assert stream["method"] == "coder" and stream["n_events"] == len(query_images)
 
     # A second run (a fresh process would start with an empty memo) reads the bank's embeddings from disk.
@@ -107,6 +107,6 @@ def test_classify_with_coder_records_the_method_and_encodes_the_bank_once(env, d
     # The CODER methods need a bank; a stream holds one method.
     line = fails("classify", *query_images, "--labels", labels_file, "--stream", "c5", "--method", "coder")
     assert "the CODER methods need a text bank: pass --textbank BANK.json" in line
-    assert "c5" not in [s["name"] for s in ok_json("streams", "list")]
+    assert "c5" not in [s["stream"] for s in ok_json("streams", "list")]
     line = fails("classify", query_images[0], "--labels", labels_file, "--stream", "c1", "--method", "xmore")
     assert "stream 'c1' holds coder results" in line

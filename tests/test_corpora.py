@@ -14,15 +14,17 @@ def test_list_show_delete(backend_env, tmp_path):
                                          text_emb_folder=tmp_path / f"{name}-fine", seed=len(name + str(sizes)))
         ok_json("ingest", folder, "--corpus", name, "--text-emb", tmp_path / f"{name}-fine")
     listed = {c["corpus"]: c for c in ok_json("corpora", "list")}
-    assert listed["a"]["units"] == {"pending": 0, "running": 0, "done": 2, "failed": 0}
+    assert listed["a"]["units_by_status"] == {"pending": 0, "running": 0, "done": 2, "failed": 0}
+    assert listed["a"]["units"] == 2
     assert (listed["a"]["rows"], listed["a"]["ingested"]) == (9, 9)
     assert listed["a"]["points"] == {"images": 9, "texts": 9} and listed["b"]["points"] == {"images": 3, "texts": 3}
     assert "a" in ok("corpora", "list").stdout
 
     shown = ok_json("corpora", "show", "a")
-    assert [(u["unit"], u["status"], u["ingested"]) for u in shown["units"]] == [("0000", "done", 5),
-                                                                                ("0001", "done", 4)]
-    assert all(u["seconds"] is not None and u["worker"] for u in shown["units"])
+    assert [(u["unit"], u["status"], u["ingested"]) for u in shown["unit_records"]] == [
+        ("0000", "done", 5), ("0001", "done", 4)]
+    assert shown["units"] == 2
+    assert all(u["seconds"] is not None and u["worker"] for u in shown["unit_records"])
     assert "0001" in ok("corpora", "show", "a").stdout
 
     refused = xmore("corpora", "delete", "a", input="n\n")

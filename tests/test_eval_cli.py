@@ -114,7 +114,8 @@ def test_eval_with_an_empty_store_classifies_by_the_image_alone(env, data):
 
 def test_eval_rejects_bad_input_with_one_line(env, data, tmp_path):
     ok("init")
-    assert "unknown methods magic" in fails("eval", "--dataset", data["shape"], "--methods", "zeroshot,magic", *SWEEP)
+    line = fails("eval", "--dataset", data["shape"], "--methods", "zeroshot,magic", *SWEEP, code=2)
+    assert "unknown methods magic: choose from zeroshot, captions, xmore" in line
     assert "cannot exceed K (16)" in fails("eval", "--dataset", data["shape"], "--ks", "1,32", "-K", "16")
     odd = tmp_path / "odd"
     shutil.copytree(data["shape"], odd)

@@ -83,7 +83,7 @@ def test_every_bad_row_kind_is_skipped_and_counted(edge_env, tmp_path):
     assert report["failures"] == {"0001": "unit 0001: all 6 rows skipped as wrong_size_embedding: likely, its "
                                           "vectors were made by another model than the configured ones "
                                           "(XMORE_COARSE_MODEL, XMORE_FINE_MODEL)"}
-    units = {u["unit"]: u for u in ok_json("corpora", "show", "bad")["units"]}
+    units = {u["unit"]: u for u in ok_json("corpora", "show", "bad")["unit_records"]}
     assert units["0000"]["skip_reasons"] == {"caption_too_long": 1, "empty_caption": 2, "nan_embedding": 1,
                                              "zero_norm_embedding": 1}
     assert (units["0000"]["rows"], units["0000"]["ingested"], units["0000"]["skipped"]) == (10, 5, 5)
@@ -102,7 +102,7 @@ def test_a_unit_that_cannot_be_read_fails_alone_and_is_retried(edge_env, tmp_pat
     assert (report["units_done"], report["units_failed"], report["ingested"]) == (2, 1, 8)
     assert "unit 0001: cannot read" in report["failures"]["0001"]
     assert result.stderr.strip().splitlines()[-1].startswith("Error: 1 unit(s) failed (0001)")
-    failed = [u for u in ok_json("corpora", "show", "c")["units"] if u["status"] == "failed"]
+    failed = [u for u in ok_json("corpora", "show", "c")["unit_records"] if u["status"] == "failed"]
     assert [u["unit"] for u in failed] == ["0001"] and "cannot read" in failed[0]["error"]
 
     (folder / "img_emb" / "img_emb_0001.npy").write_bytes(good)

@@ -37,7 +37,7 @@ def test_classify_by_method_and_one_method_per_stream(backend_env, corpus_dir, q
     line = fails("classify", query_images[2], "--labels", labels_file, "--stream", "zs")
     assert "stream 'zs' holds zeroshot results" in line and "use another stream name" in line
     shown = ok_json("streams", "show", "zs")
-    assert shown["stream"]["n_events"] == 2 and shown["stream"]["method"] == "zeroshot"
+    assert shown["n_events"] == 2 and shown["method"] == "zeroshot"
     xm = ok_json("classify", query_images[2], "--labels", labels_file, "--stream", "xm")
     assert xm[0]["method"] == "xmore" and xm[0]["normalize"] == "minmax"
     bad = xmore("classify", query_images[2], "--labels", labels_file, "--method", "xmore-l1")

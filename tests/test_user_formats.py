@@ -204,7 +204,7 @@ def test_a_changed_shard_is_ingested_again_under_the_same_ids(home, tmp_path):
     (tmp_path / "q.jpg").write_bytes(jpeg(0))
     hits = ok_json("retrieve", tmp_path / "q.jpg")["captions"]
     assert hits and all(h["caption"].startswith("a new caption") for h in hits)
-    assert ok_json("corpora", "show", "w")["units"][0]["ingested"] == 3
+    assert ok_json("corpora", "show", "w")["unit_records"][0]["ingested"] == 3
 
 
 def test_fewer_samples_than_the_stats_successes_fails_the_shard(home, tmp_path):
@@ -226,7 +226,7 @@ def test_shards_are_units_in_natural_order(home, tmp_path):
         (folder / f"{shard:05d}_stats.json").unlink()
     report = ok_json("ingest", folder, "--corpus", "n")
     assert [o["unit"] for o in report["processed"]] == ["0.tar", "1.tar", "2.tar", "10.tar"]
-    assert [u["unit"] for u in ok_json("corpora", "show", "n")["units"]] == ["0.tar", "1.tar", "2.tar", "10.tar"]
+    assert [u["unit"] for u in ok_json("corpora", "show", "n")["unit_records"]] == ["0.tar", "1.tar", "2.tar", "10.tar"]
 
 
 # -- img2dataset: the default files layout --------------------------------------------------------

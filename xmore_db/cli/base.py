@@ -102,3 +102,12 @@ def settings_from(ctx: typer.Context, **command_overrides) -> Settings:
     overrides = dict(ctx.find_root().obj or {})
     overrides.update(command_overrides)
     return Settings.from_env(**overrides)
+
+
+BUSY = "held by another process, e.g. a running ingest"
+
+
+def store_state(busy: bool) -> dict:
+    """The `store` entry of `status` and `corpora`: busy while another process holds the embedded store
+    (Qdrant Edge allows one), when point counts are unknown and the SQL part is still shown."""
+    return {"busy": busy, "message": f"{BUSY}: point counts unknown until it exits" if busy else None}

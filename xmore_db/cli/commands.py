@@ -283,21 +283,28 @@ def status(ctx: typer.Context, json: opt.Json = False):
 
     Exits 1 when the vector store or the database cannot be reached, as every
     command does; what it learned before the database failed is still printed.
+    An embedded store held by another process (a running ingest) is no failure:
+    it is reported busy, its counts unknown, and the rest is shown.
     """
-    from ..errors import XmoreError
-    from .base import echo_error, masked
+    from ..errors import StoreLockedError, XmoreError
+    from .base import echo_error, masked, store_state
 
     settings = _settings(ctx)
     out: dict = {"vector_backend": settings.vector_backend}
     with Workspace(settings) as ws:
         store = ws.raw_store()
         out["vector_location"] = store.location
-        stored = store.stored_provenance()
-        out["collections"] = store.counts() if stored else None
-        out["stored_provenance"] = asdict(stored) if stored else None
+        stored = store.stored_provenance()  # the store's record: readable while another process holds it
+        try:
+            out["collections"] = store.counts() if stored else None
+            index = store.index_state() if stored else {}
+            busy = False
+        except StoreLockedError:  # Qdrant Edge allows one process: an ingest holds it, the SQL part still shows
+            out["collections"], index, busy = None, {}, True
+        out["store"] = store_state(busy)
+        out["provenance"] = asdict(stored) if stored else None
         cache = store.caption_cache() if stored else None
         out["caption_cache"] = asdict(cache) if cache else None
-        index = store.index_state() if stored else {}
         out["index"] = {name: asdict(state) for name, state in index.items()} or None
         out["configured_models"] = {"coarse": settings.coarse_model, "fine": settings.fine_model,
                                     "classifier": settings.classifier_model}
@@ -342,13 +349,16 @@ def _warn_index(index: dict) -> None:
 def _echo_status(out: dict, stored, settings) -> None:
     typer.echo(f"vector store:  {out['vector_backend']} at {out['vector_location']}")
     if stored:
-        typer.echo(f"  images:      {out['collections']['images']} points "
+        if out["store"]["busy"]:
+            typer.echo(f"  busy:        {out['store']['message']}")
+        counts = out["collections"] or {"images": "?", "texts": "?"}
+        typer.echo(f"  images:      {counts['images']} points "
                    f"({stored.coarse_model}, {stored.coarse_dim}-d)")
-        typer.echo(f"  texts:       {out['collections']['texts']} points "
+        typer.echo(f"  texts:       {counts['texts']} points "
                    f"({stored.fine_model}, {stored.fine_dim}-d)")
         cache = out["caption_cache"]
         typer.echo(f"  caption cache: {cache['model'] + ' (' + str(cache['dim']) + '-d)' if cache else 'none'}")
-        _echo_index(out["index"])
+        _echo_index(out["index"] or {})
     else:
         typer.echo("  not initialised: run `xmore init`")
     typer.echo(f"database:      {out['database']}")

@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
+from ..errors import StoreLockedError
 from ..workspace import Workspace
 from . import options as opt
-from .base import make_app, settings_from
+from .base import make_app, settings_from, store_state
 from .render import echo_json, echo_table
 
 app = make_app("List and inspect ingested corpora and their work units; delete a corpus.")
@@ -21,15 +22,41 @@ def _reasons(reasons: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "-"
 
 
+def _points(ws: Workspace, names: list[str]) -> tuple[dict[str, dict | None], bool]:
+    """Each corpus' points in both collections, and whether the store is busy: Qdrant Edge allows one
+    process, so while another (a running ingest) holds it the counts are None and the ledger still shows."""
+    if not names:
+        return {}, False
+    store = ws.raw_store()
+    try:
+        return {name: store.corpus_counts(name) for name in names}, False
+    except StoreLockedError:
+        return dict.fromkeys(names), True
+
+
+def _count(points: dict | None, collection: str) -> object:
+    return "?" if points is None else points[collection]
+
+
+def _corpus_json(record) -> dict:
+    """A corpus for --json: `units` the count (as ingest prints it), `units_by_status` status -> count."""
+    out: dict = {}
+    for key, value in asdict(record).items():
+        if key == "units":
+            out |= {"units": sum(value.values()), "units_by_status": value}
+        else:
+            out[key] = value
+    return out
+
+
 @app.command("list")
 def list_corpora(ctx: typer.Context, json: opt.Json = False):
     """List corpora: units by status, rows, and the points of each in both collections."""
     with Workspace(settings_from(ctx)) as ws:
         ws.database.check()
         corpora = ws.ledger.corpora()
-        store = ws.raw_store()
-        points = {c.corpus: store.corpus_counts(c.corpus) for c in corpora} if corpora else {}
-    out = [asdict(c) | {"points": points[c.corpus]} for c in corpora]
+        points, busy = _points(ws, [c.corpus for c in corpora])
+    out = [_corpus_json(c) | {"points": points[c.corpus], "store": store_state(busy)} for c in corpora]
     if json:
         echo_json(out)
         return
@@ -37,9 +64,11 @@ def list_corpora(ctx: typer.Context, json: opt.Json = False):
         typer.echo("No corpora yet: `xmore ingest PATH --corpus NAME` adds one.", err=True)
         return
     echo_table(["corpus", "kind", "done", "failed", "pending", "rows", "ingested", "skipped", "images", "texts"],
-               [[c["corpus"], c["kind"], c["units"]["done"], c["units"]["failed"],
-                 c["units"]["pending"] + c["units"]["running"], c["rows"], c["ingested"], c["skipped"],
-                 c["points"]["images"], c["points"]["texts"]] for c in out])
+               [[c["corpus"], c["kind"], by["done"], by["failed"], by["pending"] + by["running"], c["rows"],
+                 c["ingested"], c["skipped"], _count(c["points"], "images"), _count(c["points"], "texts")]
+                for c in out for by in [c["units_by_status"]]])
+    if busy:
+        typer.echo(f"store busy: {store_state(busy)['message']}")
 
 
 @app.command()
@@ -48,13 +77,16 @@ def show(ctx: typer.Context, name: CorpusName, json: opt.Json = False):
     with Workspace(settings_from(ctx)) as ws:
         ws.database.check()
         units = ws.ledger.units(name)
-        points = ws.raw_store().corpus_counts(name)
+        counts, busy = _points(ws, [name])
+        points = counts[name]
     if json:
-        echo_json({"corpus": name, "points": points, "units": [asdict(u) for u in units]})
+        echo_json({"corpus": name, "points": points, "store": store_state(busy), "units": len(units),
+                   "unit_records": [asdict(u) for u in units]})
         return
     first = units[0]
-    typer.echo(f"corpus {name}: {first.kind} from {first.source}; "
-               f"{points['images']} images, {points['texts']} texts stored")
+    stored = (f"store busy ({store_state(busy)['message']})" if busy
+              else f"{points['images']} images, {points['texts']} texts stored")
+    typer.echo(f"corpus {name}: {first.kind} from {first.source}; {stored}")
     echo_table(["unit", "status", "rows", "ingested", "skipped", "reasons", "seconds", "worker", "error"],
                [[u.unit, u.status, "-" if u.rows is None else u.rows, "-" if u.ingested is None else u.ingested,
                  u.skipped, _reasons(u.skip_reasons), "-" if u.seconds is None else f"{u.seconds:.1f}",

@@ -112,6 +112,10 @@ def eval_command(
     files = MethodFiles(textbank=Path(default_bank) if default_bank else None,
                         textbanks={n: Path(p) for n, p in bank_files.items()}, fusion=fusion)
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods is not None else available_methods(files)
+    unknown = [m for m in chosen if m not in registry()]
+    if unknown or not chosen:  # a usage error, like every enumerated option: the valid names, exit 2
+        raise typer.BadParameter(f"unknown methods {', '.join(unknown) or '(none given)'}: choose from "
+                                 f"{', '.join(registry())}", param_hint="--methods")
     options = EvalOptions(methods=chosen, files=files, ks=sweep, k=k,
                           coarse_k=big_k, seeds=_ints(seeds, "--seeds"), template=settings.template, refresh=refresh,
                           resamples=resamples, bootstrap_seed=bootstrap_seed, corpus_attributes=attribute_files)

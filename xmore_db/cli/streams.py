@@ -22,6 +22,12 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _stream_json(stats) -> dict:
+    """A stream's statistics for --json: its name under `stream`, as classify and reset print it."""
+    out = asdict(stats)
+    return {"stream": out.pop("name")} | out
+
+
 @app.command("list")
 def list_streams(ctx: typer.Context, json: opt.Json = False):
     """List streams with their event counts and confidence ranges."""
@@ -29,7 +35,7 @@ def list_streams(ctx: typer.Context, json: opt.Json = False):
         ws.history.check()
         streams = ws.history.streams()
     if json:
-        echo_json([asdict(s) for s in streams])
+        echo_json([_stream_json(s) for s in streams])
         return
     if not streams:
         typer.echo("No streams yet: `xmore classify … --stream NAME` creates one.", err=True)
@@ -53,7 +59,7 @@ def show(
         stats = ws.history.stream(name)
         events = ws.history.events(name, last=last) if last else []
     if json:
-        echo_json({"stream": asdict(stats), "events": [asdict(e) for e in events]})
+        echo_json(_stream_json(stats) | {"events": [asdict(e) for e in events]})
         return
     typer.echo(f"stream {stats.name} ({stats.method}): {stats.n_events} events since "
                f"{stats.created_at:%Y-%m-%d %H:%M:%S}")
