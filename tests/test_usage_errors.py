@@ -14,6 +14,8 @@ def test_usage_errors_are_one_line_exit_2(backend_env, labels_file):
     line = fails("classify", "x.png", "--labels", labels_file, "--normalize", "softmax", code=2)
     assert "'softmax' is not one of minmax, l1, none" in line
     assert "No such option: --nope" in fails("status", "--nope", code=2)
+    line = fails("ingest", ".", "--corpus", "c", "--format", "bogus", code=2)
+    assert "'bogus' is not one of embeddings, webdataset, files, folder" in line
 
 
 def test_messages_name_flags_not_fields(backend_env, query_images, labels_file):

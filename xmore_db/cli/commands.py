@@ -102,8 +102,11 @@ def ingest(
     from ..corpus import Columns, parse_separator
     from ..ingest import IngestOptions
     from ..ingest import ingest as run_ingest
+    from ..sources import KINDS
     from ..sources.payload import parse_keep_columns
 
+    if format is not None and format not in KINDS:  # an enumerated option: a usage error, exit 2
+        raise typer.BadParameter(f"{format!r} is not one of {', '.join(KINDS)}", param_hint="--format")
     settings = _settings(ctx, device=device)
     options = IngestOptions(workers=workers, write_batch=write_batch, max_caption_chars=max_caption_chars)
     columns = Columns(image=image_column, caption=caption_column, separator=parse_separator(separator),
