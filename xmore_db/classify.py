@@ -154,13 +154,10 @@ def score_images(workspace: Workspace, images: list[Image.Image], queries: list[
 
 def _caption_rows(workspace: Workspace, captions: list[list[CaptionHit]], k: int, dim: int) -> np.ndarray:
     """(N, k, D) the classifier's embeddings of each query's caption hits, NaN rows where fewer came back."""
+    from .methods.base import pad_rows
+
     flat = embed_captions(workspace, [hit for hits in captions for hit in hits])
-    out = np.full((len(captions), k, dim), np.nan, dtype=np.float32)
-    start = 0
-    for i, hits in enumerate(captions):
-        out[i, :len(hits)] = flat[start:start + len(hits)]
-        start += len(hits)
-    return out
+    return pad_rows(flat, [len(hits) for hits in captions], k, dim)
 
 
 def record_scored(workspace: Workspace, scored: list[Scored], *, labels: list[str],

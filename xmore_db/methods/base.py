@@ -77,6 +77,16 @@ class Method(Protocol):
     def modalities(self, inputs: MethodInputs, k: int) -> Modalities: ...
 
 
+def pad_rows(flat: np.ndarray, counts: list[int], k: int, dim: int) -> np.ndarray:
+    """(N, k, dim): query i's `counts[i]` consecutive rows of `flat`, NaN rows after them (MethodInputs' padding)."""
+    out = np.full((len(counts), k, dim), np.nan, dtype=np.float32)
+    start = 0
+    for i, count in enumerate(counts):
+        out[i, :count] = flat[start:start + count]
+        start += count
+    return out
+
+
 def require(inputs: MethodInputs, name: str, method: str) -> Any:
     value = getattr(inputs, name)
     if value is None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError, StoreMismatchError
-from ..methods.base import FUSION, PROMPT_NEIGHBOURS
+from ..methods.base import FUSION, PROMPT_NEIGHBOURS, pad_rows
 from ..methods.reco import RecoFusion
 from . import text_side
 
@@ -107,9 +107,4 @@ def neighbour_images(store: VectorStore, queries: np.ndarray, *, k: int, dim: in
     ids = neighbour_ids(store, queries, k=k)
     flat = [pid for row in ids for pid in row]
     vectors = store.image_vectors(flat) if flat else np.zeros((0, dim), dtype=np.float32)
-    out = np.full((len(queries), k, dim), np.nan, dtype=np.float32)
-    start = 0
-    for i, row in enumerate(ids):
-        out[i, :len(row)] = vectors[start:start + len(row)]
-        start += len(row)
-    return out
+    return pad_rows(vectors, [len(row) for row in ids], k, dim)
