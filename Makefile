@@ -18,7 +18,7 @@ DEMO_EVAL := $(foreach t,shape colour texture shape-sketch,--dataset $(DEMO)/tes
 
 $(BIN)/.installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --upgrade pip "setuptools>=77"
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
