@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import commands, corpora, optimize, pairs, reco, search, streams, textbank
+from . import commands, corpora, optimize, pairs, reco, search, serve, streams, textbank
 from . import eval as eval_cli
 from . import options as opt
 from .base import make_app
@@ -54,6 +54,7 @@ eval_cli.register(app)
 optimize.register(app)
 pairs.register(app)
 search.register(app)
+serve.register(app)
 app.add_typer(streams.app, name="streams")
 app.add_typer(corpora.app, name="corpora")
 app.add_typer(textbank.app, name="textbank")

@@ -1,0 +1,21 @@
+"""`xmore serve`: one index shared over HTTP, a thin shell like the CLI.
+
+Request models in, the same core functions (`xmore_db.api.Index`), the same
+dataclasses out as JSON. One module per job:
+
+- settings: the service's limits and batching knobs (ServiceSettings)
+- auth: API keys, teams and the stream namespace rule
+- batching: the micro-batcher that gathers concurrent classify requests
+- errors: every failure mapped, in one place, to a status code and {"error": "one line"}
+- metrics: Prometheus counters and histograms
+- app: the FastAPI app factory and its routes
+
+FastAPI, uvicorn and prometheus-client are the optional extra `xmore-db[serve]`;
+nothing here is imported by the CLI until `xmore serve` runs.
+"""
+
+from __future__ import annotations
+
+from .app import create_app
+
+__all__ = ["create_app"]
