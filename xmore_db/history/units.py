@@ -22,6 +22,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,6 +41,9 @@ from .store import _utc
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 STATUSES = (PENDING, RUNNING, DONE, FAILED)
+# PostgreSQL: the advisory-lock key space of unit claims ("xmor"), and how many candidates one look takes.
+ADVISORY_SPACE = 0x786D6F72
+CLAIM_CANDIDATES = 16
 
 
 @dataclass(frozen=True)
@@ -119,10 +123,18 @@ class Claim:
                     self._conn.execute(statement)
                     self._conn.commit()
                 finally:
-                    self._conn.close()
+                    self._close_held()
                 return
             with self.ledger.database.transaction(write=True) as conn:
                 conn.execute(statement)
+
+    def _close_held(self) -> None:
+        """Drop the claim's advisory lock (a pooled connection would keep it) and the connection."""
+        try:
+            self._conn.execute(select(func.pg_advisory_unlock(ADVISORY_SPACE, self.id)))
+            self._conn.commit()
+        finally:
+            self._conn.close()
 
     def _finish(self, status: str, *, rows, ingested, skip_reasons, seconds, error, note, **extra) -> None:
         values = dict(
@@ -138,7 +150,7 @@ class Claim:
                     self._conn.execute(statement)
                     self._conn.commit()
                 finally:
-                    self._conn.close()
+                    self._close_held()
                 return
             with self.ledger.database.transaction(write=True) as conn:
                 conn.execute(statement)
@@ -220,25 +232,33 @@ class UnitLedger:
         held = select(u.id, u.unit, u.attempts, u.source_size, u.source_mtime)
         if self.dialect == "postgresql":
             pick = (select(u.id).where(u.corpus == corpus, u.status.in_([PENDING, RUNNING]))
-                    .order_by(u.id).limit(1).with_for_update(skip_locked=True))
+                    .order_by(u.id).limit(CLAIM_CANDIDATES).with_for_update(skip_locked=True))
             conn = self.database.connect()
+            # Out of the pool: closing it ends the session, and with it the claim's advisory lock.
+            conn.detach()
             with self.database.errors():
                 try:
                     while True:
                         conn.begin()
-                        row = conn.execute(pick).first()
-                        if row is None:
+                        rows = conn.execute(pick).all()
+                        if not rows:
                             conn.rollback()
                             conn.close()
                             return None
-                        conn.execute(update(ingest_units).where(u.id == row.id).values(**mark))
+                        # A unit whose claim is committed but whose row is not locked again yet is held by
+                        # its worker's session-level advisory lock: skip it. A killed worker's lock goes
+                        # with its connection, so its unit is claimed again (attempts counts real tries).
+                        chosen = next((row for row in rows if conn.execute(
+                            select(func.pg_try_advisory_lock(ADVISORY_SPACE, row.id))).scalar()), None)
+                        if chosen is None:
+                            conn.rollback()
+                            time.sleep(0.05)  # every candidate is between its two steps: a moment
+                            continue
+                        conn.execute(update(ingest_units).where(u.id == chosen.id).values(**mark))
                         conn.commit()  # the attempt is on record; the row lock is taken again below
                         conn.begin()
-                        mine = conn.execute(held.where(u.id == row.id, u.worker == worker, u.status == RUNNING)
-                                            .with_for_update(skip_locked=True)).first()
-                        if mine is not None:
-                            return Claim(self, conn, mine, held=True)
-                        conn.rollback()  # another worker took it between the two steps: the next one
+                        mine = conn.execute(held.where(u.id == chosen.id).with_for_update()).first()
+                        return Claim(self, conn, mine, held=True)
                 except BaseException:
                     conn.close()
                     raise
