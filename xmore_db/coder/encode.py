@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,17 +16,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import ConfigError
-from ..files import write_atomically
 from ..methods.coder import EncodedBank
+from ..models.prompts import cached_text_embeddings
 from .bank import TextBank, load_bank
 
 if TYPE_CHECKING:
     from ..models import ClipEncoder
     from ..workspace import Workspace
-
-log = logging.getLogger(__name__)
-_lock = threading.Lock()
-_memo: dict[str, np.ndarray] = {}
 
 
 def bank_cache_key(fingerprint: str, texts: list[str]) -> str:
@@ -42,21 +36,8 @@ def encode_bank(bank: TextBank, *, fingerprint: str, encoder: Callable[[], ClipE
     layout = bank.layout()
     texts = list(layout.texts) + list(layout.ovo_texts)
     key = bank_cache_key(fingerprint, texts)
-    with _lock:
-        embeddings = _memo.get(key)
-    if embeddings is None:
-        path = Path(cache_dir) / "textbanks" / f"{key}.npy" if cache_dir is not None else None
-        embeddings = _read(path, len(texts)) if path is not None else None
-        if embeddings is None:
-            embeddings = np.ascontiguousarray(encoder().encode_texts(texts), dtype=np.float32)
-            if path is not None:
-                try:
-                    write_atomically(path, lambda f: np.save(f, embeddings, allow_pickle=False))
-                except OSError as e:  # a cache that cannot be written costs time, not the answer
-                    log.warning("cannot write text bank cache %s: %s", path, e.strerror or e)
-        embeddings.flags.writeable = False
-        with _lock:
-            embeddings = _memo.setdefault(key, embeddings)
+    embeddings = cached_text_embeddings("textbanks", key, len(texts), lambda: encoder().encode_texts(texts),
+                                        cache_dir)
     t = len(layout.texts)
     return EncodedBank(
         classes=tuple(bank.classes), texts=embeddings[:t], text_class=np.asarray(layout.text_class, dtype=np.int64),
@@ -94,15 +75,6 @@ def check_banks(banks: dict[str, tuple[Path | None, list[str]]]) -> None:
 
 def clear_memo() -> None:
     """Forget the in-process bank embeddings (tests)."""
-    with _lock:
-        _memo.clear()
+    from ..models.prompts import clear_memo as clear_text_memo
 
-
-def _read(path: Path, rows: int) -> np.ndarray | None:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-    if array.ndim != 2 or array.shape[0] != rows or array.dtype != np.float32:
-        return None
-    return array
+    clear_text_memo()

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,34 +60,46 @@ def class_embeddings(
     labels = list(labels)
     texts = prompt_texts(labels, template)
     key = prompt_cache_key(encoder.fingerprint, labels, template)
+    return cached_text_embeddings("prompts", key, len(labels), lambda: encoder.encode_texts(texts), cache_dir)
+
+
+def cached_text_embeddings(kind: str, key: str, rows: int, encode: Callable[[], np.ndarray],
+                           cache_dir: Path | None) -> np.ndarray:
+    """(rows, dim) float32 text embeddings memoised in-process and on disk at cache_dir/kind/key.npy.
+
+    `encode` runs only when neither holds them; the array is shared, so read-only. A cache
+    file that cannot be read or has the wrong shape is recomputed; one that cannot be
+    written costs time, not the answer. (Class prompts here; CODER's text banks too.)
+    """
+    memo_key = f"{kind}/{key}"
     with _lock:
-        if key in _memo:
-            return _memo[key]
-    path = Path(cache_dir) / "prompts" / f"{key}.npy" if cache_dir is not None else None
-    embeddings = _read(path, (len(labels), encoder.dim)) if path is not None else None
+        if memo_key in _memo:
+            return _memo[memo_key]
+    path = Path(cache_dir) / kind / f"{key}.npy" if cache_dir is not None else None
+    embeddings = _read(path, rows) if path is not None else None
     if embeddings is None:
-        embeddings = np.ascontiguousarray(encoder.encode_texts(texts), dtype=np.float32)
+        embeddings = np.ascontiguousarray(encode(), dtype=np.float32)
         if path is not None:
             try:
                 write_atomically(path, lambda f: np.save(f, embeddings, allow_pickle=False))
-            except OSError as e:  # a cache that cannot be written costs time, not the answer
-                log.warning("cannot write prompt cache %s: %s", path, e.strerror or e)
+            except OSError as e:
+                log.warning("cannot write %s cache %s: %s", kind, path, e.strerror or e)
     embeddings.flags.writeable = False
     with _lock:
-        return _memo.setdefault(key, embeddings)
+        return _memo.setdefault(memo_key, embeddings)
 
 
 def clear_memo() -> None:
-    """Forget the in-process prompt embeddings (tests)."""
+    """Forget the in-process text embeddings, class prompts and text banks (tests)."""
     with _lock:
         _memo.clear()
 
 
-def _read(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
+def _read(path: Path, rows: int) -> np.ndarray | None:
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError):
         return None
-    if array.shape != shape or array.dtype != np.float32:
+    if array.ndim != 2 or array.shape[0] != rows or array.dtype != np.float32:
         return None
     return array
