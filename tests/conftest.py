@@ -47,3 +47,14 @@ def backend_env(request, tmp_path, monkeypatch) -> dict[str, str]:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
+
+
+@pytest.fixture
+def tiny_env(tmp_path, monkeypatch):
+    """The embedded backend over a fresh home with the tiny models, K = 8 and k = 4 (no server, no PostgreSQL)."""
+    for name in ("XMORE_QDRANT_URL", "XMORE_DATABASE_URL", "XMORE_QDRANT_API_KEY", "XMORE_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in dict(TINY_MODELS, XMORE_HOME=str(tmp_path / "home"), XMORE_COARSE_K="8",
+                            XMORE_FINE_K="4").items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch

@@ -19,20 +19,14 @@ import pytest
 from PIL import Image
 
 from tests.cli import fails, ok, ok_json
-from tests.conftest import TINY_MODELS
 from xmore_db.store import pair_id
 
 COARSE = 32  # xmore-tiny
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    for name in ("XMORE_QDRANT_URL", "XMORE_DATABASE_URL", "XMORE_QDRANT_API_KEY", "XMORE_DEBUG"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in dict(TINY_MODELS, XMORE_HOME=str(tmp_path / "home"), XMORE_COARSE_K="8",
-                            XMORE_FINE_K="4").items():
-        monkeypatch.setenv(name, value)
-    return monkeypatch
+def env(tiny_env):
+    return tiny_env
 
 
 @pytest.fixture

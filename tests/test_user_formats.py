@@ -20,19 +20,13 @@ import pytest
 from PIL import Image
 
 from tests.cli import fails, ok_json, xmore
-from tests.conftest import TINY_MODELS
 
 COARSE, FINE = 32, 48  # xmore-tiny, xmore-tiny-wide
 COLOURS = [(220, 40, 40), (40, 170, 60), (40, 70, 220)]
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    for name in ("XMORE_QDRANT_URL", "XMORE_DATABASE_URL", "XMORE_QDRANT_API_KEY", "XMORE_DEBUG"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in dict(TINY_MODELS, XMORE_HOME=str(tmp_path / "home"), XMORE_COARSE_K="8",
-                            XMORE_FINE_K="4").items():
-        monkeypatch.setenv(name, value)
+def home(tiny_env):
     ok_json("init")
 
 
