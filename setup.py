@@ -15,5 +15,6 @@ setup(
         "xmore_db.models.configs": ["*.json"],
         "xmore_db.models.checkpoints": ["*.safetensors", "*.json"],
         "xmore_db.migrations": ["script.py.mako"],
+        "xmore_db.web": ["templates/*.html", "static/*.css", "static/*.js"],
     },
 )

@@ -46,7 +46,11 @@ EXPECTED_COLUMNS = {
         "prediction",
         "normalize",
         "created_at",
+        "key_id",
     },
+    "api_keys": {"id", "team", "role", "key_hash", "prefix", "note", "created_at", "revoked_at"},
+    "corpus_owners": {"corpus", "team", "created_at"},
+    "label_sets": {"id", "team", "name", "labels", "created_at", "updated_at"},
     "ingest_units": {
         "id",
         "corpus",
@@ -200,3 +204,40 @@ def test_downgrade_to_0002_drops_only_the_unit_source_columns(history_url):
         "source_size", "source_mtime", "note"}
     _alembic(history_url, command.upgrade, "head")
     assert _columns(history_url)["ingest_units"] == EXPECTED_COLUMNS["ingest_units"]
+
+
+def test_downgrade_to_0005_drops_only_the_owner_and_label_set_tables(history_url):
+    ConfidenceHistory(history_url).migrate()
+    _alembic(history_url, command.downgrade, "0005")
+    columns = _columns(history_url)
+    del columns["alembic_version"]
+    assert columns == {k: v for k, v in EXPECTED_COLUMNS.items() if k not in ("corpus_owners", "label_sets")}
+    _alembic(history_url, command.upgrade, "head")
+    assert {"corpus_owners", "label_sets"} <= set(_columns(history_url))
+
+
+def test_downgrade_to_0004_drops_the_keys_and_keeps_every_event(history_url):
+    from xmore_db.history.keys import KeyStore
+
+    history = ConfidenceHistory(history_url)
+    history.migrate()
+    key_id = KeyStore(history.database).create("vision", "query").record.key_id
+    for key in (key_id, None):
+        history.record("s", c_image=0.5, c_text=None, normalize="minmax", query=None, key_id=key,
+                       decide=lambda stats: Decision(1.0, 0.0, "cat"))
+    history.close()
+
+    _alembic(history_url, command.downgrade, "0004")
+    columns = _columns(history_url)
+    assert "api_keys" not in columns and columns["events"] == EXPECTED_COLUMNS["events"] - {"key_id"}
+    _alembic(history_url, command.upgrade, "head")
+    again = ConfidenceHistory(history_url)
+    assert [(e.seq, e.key_id) for e in again.events("s")] == [(1, None), (2, None)]  # the keys went with 0005
+    again.close()
+    engine = create_history_engine(history_url)
+    try:  # SQLite rebuilt the events table twice: its foreign keys must have come through
+        foreign = inspect(engine).get_foreign_keys("events")
+    finally:
+        engine.dispose()
+    assert {(fk["referred_table"], fk["options"].get("ondelete", "").upper()) for fk in foreign} == {
+        ("streams", "CASCADE"), ("api_keys", "SET NULL")}

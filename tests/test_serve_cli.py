@@ -1,17 +1,25 @@
-"""`xmore serve`'s command line: help, keys files, and the refusals, without starting a server."""
+"""`xmore serve`'s command line: help, --open and its refusal, and keys from the database."""
 
 from __future__ import annotations
 
+import os
+import queue
+import signal
+import subprocess
 import sys
+import threading
+import time
+
+import pytest
 
 from tests.cli import fails, ok
-from xmore_db.service.auth import Keys
 
 
 def test_serve_is_listed_and_has_help():
     assert "serve" in ok("--help").stdout
     text = ok("serve", "--help").stdout
-    assert "--keys" in text and "--port" in text and "--host" in text
+    assert "--open" in text and "--port" in text and "--host" in text
+    assert "--keys" not in text  # keys live in the database, hashed (`xmore keys`), never in a plaintext file
 
 
 def test_missing_extra_names_the_install(monkeypatch):
@@ -20,33 +28,63 @@ def test_missing_extra_names_the_install(monkeypatch):
     assert "pip install 'xmore-db[serve]'" in line
 
 
-def test_no_keys_refuses_a_public_address():
-    assert "without keys" in fails("serve", "--host", "0.0.0.0")
+def test_open_refuses_a_public_address():
+    assert fails("serve", "--open", "--host", "0.0.0.0") == (
+        "Error: refusing to serve 0.0.0.0 with --open: anyone who can reach it could reset streams; drop --open "
+        "and give each client a key (`xmore keys create`), or bind 127.0.0.1")
 
 
-def test_bad_keys_files_get_one_line(tmp_path):
-    cases = {
-        "missing.json": None,
-        "broken.json": "{not json",
-        "empty.json": "{}",
-        "short.json": '{"short": {"team": "a"}}',
-        "team.json": '{"a-long-enough-key-000": {"team": "a/b"}}',
-        "admin.toml": '["a-long-enough-key-000"]\nteam = "a"\nadmin = "yes"\n',
-    }
-    for name, text in cases.items():
-        if text is not None:
-            (tmp_path / name).write_text(text)
-        line = fails("serve", "--keys", tmp_path / name)
-        assert name in line and "a-long-enough-key-000" not in line, line
+def test_the_old_keys_file_option_is_gone(tmp_path):
+    assert "No such option: --keys" in fails("serve", "--keys", tmp_path / "keys.json", code=2)
 
 
-def test_toml_and_json_keys_read_alike(tmp_path):
-    (tmp_path / "keys.toml").write_text('["a-long-enough-key-000"]\nteam = "vision"\nadmin = true\n')
-    (tmp_path / "keys.json").write_text('{"a-long-enough-key-000": {"team": "vision", "admin": true}}')
-    for name in ("keys.toml", "keys.json"):
-        keys = Keys.from_file(tmp_path / name)
-        caller = keys.caller("a-long-enough-key-000")
-        assert caller.team == "vision" and caller.admin
-        assert keys.caller("a-long-enough-key-001") is None and keys.caller(None) is None
-        assert caller.stored("flowers") == "vision/flowers" and caller.shown("vision/flowers") == "flowers"
-        assert caller.owns("vision/x") and not caller.owns("visionary/x")
+def _lines(stream, into: queue.Queue) -> None:
+    for line in stream:
+        into.put(line.rstrip("\n"))
+
+
+def _next_line(lines: queue.Queue, server: subprocess.Popen, deadline: float) -> str:
+    while True:  # bounded: the deadline
+        assert time.monotonic() < deadline and server.poll() is None, "xmore serve did not start"
+        try:
+            return lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+
+
+def test_serve_takes_its_keys_from_the_database(tiny_env):
+    httpx = pytest.importorskip("httpx")
+    ok("init")
+    server = subprocess.Popen([sys.executable, "-m", "xmore_db", "serve", "--port", "0"], env=dict(os.environ),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_lines, args=(server.stderr, lines), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 120
+        assert _next_line(lines, server, deadline) == (
+            "No API key yet, so every request gets 401: `xmore keys create --team T --role admin` makes the first.")
+        started = _next_line(lines, server, deadline)
+        assert started.startswith("xmore serve on http://127.0.0.1:") and started.endswith("(API keys required)")
+        base = started.split()[3]
+        while True:  # bounded: the deadline; the encoders load before the first answer
+            assert time.monotonic() < deadline and server.poll() is None, "xmore serve did not answer"
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert httpx.get(f"{base}/v1/streams", timeout=10).status_code == 401
+
+        key = ok("keys", "create", "--team", "vision", "--role", "query").stdout.strip()  # while it runs
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10) as http:
+            assert http.get("/v1/streams").json() == []
+            assert http.get("/v1/status").json()["team"] == "vision"
+            ok("keys", "revoke", "1", "--yes")
+            assert http.get("/v1/streams").json() == {"error": "revoked API key"}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

@@ -161,10 +161,11 @@ def _caption_rows(workspace: Workspace, captions: list[list[CaptionHit]], k: int
 
 
 def record_scored(workspace: Workspace, scored: list[Scored], *, labels: list[str],
-                  stream: str, method_name: str = "xmore") -> list[Classification]:
+                  stream: str, method_name: str = "xmore", key_id: int | None = None) -> list[Classification]:
     """Append each query to the stream, in order; each one's weights depend on those before it.
 
     A one-modality method's queries are recorded with normalisation `none` (weight 1, no text).
+    `key_id`: the API key the queries came with (`xmore serve`), recorded on each event.
     """
     from .methods import get_method
 
@@ -172,7 +173,7 @@ def record_scored(workspace: Workspace, scored: list[Scored], *, labels: list[st
     normalize = workspace.settings.normalize if two else "none"
     return [_record(workspace, stream=stream, query=s.query, labels=labels, normalize=normalize,
                     p_image=s.p_image, p_text=s.p_text, c_image=s.c_image, c_text=s.c_text, captions=s.captions,
-                    method_name=method_name)
+                    method_name=method_name, key_id=key_id)
             for s in scored]
 
 
@@ -260,7 +261,7 @@ def weigh(
 def _record(
     workspace: Workspace, *, stream: str, query: str, labels: list[str], normalize: str,
     p_image: np.ndarray, p_text: np.ndarray | None, c_image: float, c_text: float | None,
-    captions: list[CaptionHit], method_name: str,
+    captions: list[CaptionHit], method_name: str, key_id: int | None = None,
 ) -> Classification:
     final: dict[str, np.ndarray] = {}
 
@@ -270,7 +271,7 @@ def _record(
         return Decision(w_image=w_image, w_text=w_text, prediction=labels[int(np.argmax(final["p"]))])
 
     event = workspace.history.record(stream, c_image=c_image, c_text=c_text, normalize=normalize,
-                                     query=query, decide=decide, method=method_name)
+                                     query=query, decide=decide, method=method_name, key_id=key_id)
     return Classification(
         query=query, stream=stream, seq=event.seq, prediction=event.prediction, method=method_name,
         normalize=normalize,

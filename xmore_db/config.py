@@ -17,6 +17,10 @@ from .errors import ConfigError, StreamNameError
 
 # How confidences are adjusted over a stream (method.adjust); named here so the CLI needs no numpy.
 NORMALIZATIONS = ("minmax", "l1", "none")
+# Storage profiles and the knobs they bundle (store/storage.py, README *Storage profiles*); named here for the CLI.
+STORAGE_PROFILES = ("exact", "compact", "tiny")
+VECTOR_DATATYPES = ("float32", "float16")
+QUANTIZATIONS = ("none", "scalar", "binary")
 DEFAULT_TEMPLATE = "a photo of a {label}."
 # CODER*: re-rank the top 5 when the softmax gap between the first two is below this (the authors: 0.05 to 0.6).
 DEFAULT_CODER_THRESHOLD = 0.1
@@ -109,6 +113,21 @@ class Settings:
     reco_alpha: float = 1.0
     reco_k: int = 10
     coder_threshold: float = DEFAULT_CODER_THRESHOLD
+    # How `xmore init` lays the collections out on a Qdrant cluster; None leaves it to the server
+    # (one shard per node, one copy, writes acknowledged by one copy).
+    qdrant_shards: int | None = None
+    qdrant_replicas: int | None = None
+    qdrant_write_consistency: int | None = None
+    # How the collections hold their vectors and build their graph (README, *Storage profiles*). None: not
+    # asked; an existing store keeps what it recorded at `xmore init`, a new one takes the profile's (`exact`).
+    storage_profile: str | None = None
+    vector_datatype: str | None = None
+    quantization: str | None = None
+    vectors_on_disk: bool | None = None
+    oversampling: float | None = None
+    hnsw_m: int | None = None
+    hnsw_ef_construct: int | None = None
+    corpus_index: bool | None = None
 
     # Each field's environment variable; the CLI declares the same names.
     ENV = {
@@ -131,6 +150,17 @@ class Settings:
         "reco_alpha": "XMORE_RECO_ALPHA",
         "reco_k": "XMORE_RECO_K",
         "coder_threshold": "XMORE_CODER_THRESHOLD",
+        "qdrant_shards": "XMORE_QDRANT_SHARDS",
+        "qdrant_replicas": "XMORE_QDRANT_REPLICAS",
+        "qdrant_write_consistency": "XMORE_QDRANT_WRITE_CONSISTENCY",
+        "storage_profile": "XMORE_STORAGE_PROFILE",
+        "vector_datatype": "XMORE_VECTOR_DATATYPE",
+        "quantization": "XMORE_QUANTIZATION",
+        "vectors_on_disk": "XMORE_VECTORS_ON_DISK",
+        "oversampling": "XMORE_OVERSAMPLING",
+        "hnsw_m": "XMORE_HNSW_M",
+        "hnsw_ef_construct": "XMORE_HNSW_EF_CONSTRUCT",
+        "corpus_index": "XMORE_CORPUS_INDEX",
     }
 
     def __post_init__(self) -> None:
@@ -152,6 +182,8 @@ class Settings:
         for name in ("coarse_k", "fine_k", "hnsw_ef", "batch_size", "reco_k"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        self._check_cluster_layout()
+        self._check_storage()
         if self.fine_k > self.coarse_k:
             raise ConfigError(
                 f"-k/--fine-k ({self.fine_k}, XMORE_FINE_K) cannot exceed -K/--coarse-k ({self.coarse_k}, "
@@ -160,6 +192,59 @@ class Settings:
             )
         if "{label}" not in self.template:
             raise ConfigError(f"template {self.template!r} must contain {{label}}")
+
+    def _check_cluster_layout(self) -> None:
+        for name, option in CLUSTER_OPTIONS.items():
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{option} ({self.ENV[name]}) must be at least 1, got {value}")
+        # Qdrant acknowledges a write once this many copies hold it: more than there are refuses every write.
+        copies = self.qdrant_replicas or 1
+        if (self.qdrant_write_consistency or 1) > copies:
+            raise ConfigError(
+                f"--write-consistency ({self.qdrant_write_consistency}, XMORE_QDRANT_WRITE_CONSISTENCY) cannot "
+                f"exceed the replication factor ({copies}{'' if self.qdrant_replicas else ' by default'}, "
+                "--replicas, XMORE_QDRANT_REPLICAS): a write would wait for copies that do not exist")
+
+    def _check_storage(self) -> None:
+        def named(name: str) -> str:
+            return f"{STORAGE_OPTIONS[name]} ({self.ENV[name]})"
+
+        for name, choices in (("storage_profile", STORAGE_PROFILES), ("vector_datatype", VECTOR_DATATYPES),
+                              ("quantization", QUANTIZATIONS)):
+            value = getattr(self, name)
+            if value is not None and value not in choices:
+                raise ConfigError(f"{named(name)} {value!r} is not one of {', '.join(choices)}")
+        # Qdrant's own lower bounds; m=0 (no graph) would turn every coarse search into a full scan.
+        for name, least in (("hnsw_m", 2), ("hnsw_ef_construct", 4)):
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise ConfigError(f"{named(name)} must be at least {least}, got {value}")
+        if self.oversampling is not None and not 1 <= self.oversampling < float("inf"):
+            raise ConfigError(f"{named('oversampling')} must be a finite number at least 1 (candidates rescored "
+                              f"per hit wanted), got {self.oversampling}")
+
+    @property
+    def qdrant_cluster(self) -> dict[str, int]:
+        """The collection layout given for a Qdrant cluster, as qdrant-client's create_collection names it."""
+        given = {"shard_number": self.qdrant_shards, "replication_factor": self.qdrant_replicas,
+                 "write_consistency_factor": self.qdrant_write_consistency}
+        return {name: value for name, value in given.items() if value is not None}
+
+    @property
+    def qdrant_cluster_ignored(self) -> str | None:
+        """Why the given cluster layout has no effect here; None where a Qdrant server applies it (or none is given)."""
+        if not self.qdrant_cluster:
+            return None
+        given = ", ".join(option for name, option in CLUSTER_OPTIONS.items() if getattr(self, name) is not None)
+        url = (self.qdrant_url or "").strip()
+        if not url:
+            return (f"{given} ignored: the embedded Qdrant Edge store is one copy in one process; "
+                    "shards and replicas apply to a Qdrant server (XMORE_QDRANT_URL=http://HOST:6333)")
+        if url == ":memory:" or url.startswith("file:"):
+            return (f"{given} ignored: qdrant-client's local mode ({url}) accepts and ignores them, "
+                    "it keeps one copy in one process; they apply to a Qdrant server (http://HOST:6333)")
+        return None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
@@ -217,6 +302,17 @@ class Settings:
         """Every credential value in these settings, for `mask_secrets`."""
         return secret_values(database_url=self.database_url, qdrant_url=self.qdrant_url,
                              qdrant_api_key=self.qdrant_api_key)
+
+
+# The storage settings and the global options that set them (README, *Storage profiles*).
+STORAGE_OPTIONS = {"storage_profile": "--storage-profile", "vector_datatype": "--vector-datatype",
+                   "quantization": "--quantization", "vectors_on_disk": "--vectors-on-disk",
+                   "oversampling": "--oversampling", "hnsw_m": "--hnsw-m", "hnsw_ef_construct": "--hnsw-ef-construct",
+                   "corpus_index": "--corpus-index"}
+
+# The cluster layout settings and the `xmore init` options that set them.
+CLUSTER_OPTIONS = {"qdrant_shards": "--shards", "qdrant_replicas": "--replicas",
+                   "qdrant_write_consistency": "--write-consistency"}
 
 
 def secret_values(*, database_url: str | None, qdrant_url: str | None, qdrant_api_key: str | None) -> list[str]:
@@ -348,7 +444,7 @@ def _url_end(text: str, start: int) -> int:
 
 
 def _coerce(name: str, var: str, raw: str, type_name: object) -> object:
-    kind = str(type_name)
+    kind = str(type_name).removesuffix(" | None")
     if kind == "bool":
         lowered = raw.strip().lower()
         if lowered in ("1", "true", "yes", "on"):

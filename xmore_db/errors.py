@@ -63,6 +63,10 @@ class StoreNotInitializedError(StoreError):
     """The collections do not exist yet (run `xmore init`)."""
 
 
+class StoreReadOnlyError(StoreError):
+    """A Qdrant server refused a write: the configured API key is its read-only key."""
+
+
 class HistoryError(XmoreError):
     """The confidence-history database failed."""
 
@@ -99,8 +103,31 @@ class UnknownCorpusError(HistoryError):
     """A corpus name that has no ingest records."""
 
 
+class UnknownKeyError(HistoryError):
+    """An API key id that the key store does not hold."""
+
+
 class UnknownPairError(BadInputError):
     """A pair id or CORPUS:KEY that neither collection holds."""
+
+
+class ServerError(XmoreError):
+    """`xmore serve` refused or failed a request (`xmore_db.client`); its one-line message, and `status`.
+
+    `status` is the HTTP status code, or None when no answer came.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class ServerAuthError(ServerError):
+    """The server wants another API key: none or an unknown one (401), or one without the right (403)."""
+
+
+class ServerUnreachableError(ServerError):
+    """No answer from the server: refused, unresolvable, or too slow."""
 
 
 def first_line(error: BaseException | str, limit: int = 300) -> str:

@@ -142,6 +142,7 @@ def initialise(settings: Settings) -> dict:
         return {
             "vector_backend": store.backend, "vector_location": store.location,
             "collections_created": created, "provenance": asdict(provenance),
+            "storage": store.storage().to_dict(),
             "database": settings.masked()["database_url"], "previous_revision": previous,
             "revision": revision,
         }

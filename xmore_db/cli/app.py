@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import commands, corpora, optimize, pairs, reco, search, serve, streams, textbank
+from . import commands, corpora, keys, optimize, pairs, reco, remote, search, serve, streams, textbank
 from . import eval as eval_cli
 from . import options as opt
 from .base import make_app
@@ -37,6 +37,16 @@ def root(
     reco_alpha: opt.RecoAlpha = None,
     reco_k: opt.RecoK = None,
     coder_threshold: opt.CoderThreshold = None,
+    server: opt.Server = None,
+    api_key: opt.ApiKey = None,
+    storage_profile: opt.StorageProfile = None,
+    vector_datatype: opt.VectorDatatype = None,
+    quantization: opt.Quantization = None,
+    vectors_on_disk: opt.VectorsOnDisk = None,
+    oversampling: opt.Oversampling = None,
+    hnsw_m: opt.HnswM = None,
+    hnsw_ef_construct: opt.HnswEfConstruct = None,
+    corpus_index: opt.CorpusIndex = None,
 ):
     """Settings given here apply to every command; each also reads its XMORE_* variable."""
     # Settings errors surface when a command runs, through the group's error mapping.
@@ -46,7 +56,11 @@ def root(
         device=device, model_cache_dir=model_cache, batch_size=batch_size, hnsw_ef=hnsw_ef,
         caption_cache=caption_cache, reco_alpha=reco_alpha, reco_k=reco_k,
         coder_threshold=coder_threshold,
+        storage_profile=storage_profile, vector_datatype=vector_datatype, quantization=quantization,
+        vectors_on_disk=vectors_on_disk, oversampling=oversampling, hnsw_m=hnsw_m,
+        hnsw_ef_construct=hnsw_ef_construct, corpus_index=corpus_index,
     )
+    remote.remember(ctx, server, api_key)  # not in ctx.obj: that holds Settings' fields only
 
 
 commands.register(app)
@@ -59,6 +73,7 @@ app.add_typer(streams.app, name="streams")
 app.add_typer(corpora.app, name="corpora")
 app.add_typer(textbank.app, name="textbank")
 app.add_typer(reco.app, name="reco")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:

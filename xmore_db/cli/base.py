@@ -44,6 +44,10 @@ class XmoreGroup(TyperGroup):
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        ctx.meta.setdefault("xmore.args", list(args))  # the whole command line: `--server` lets `--help` through
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
@@ -78,8 +82,10 @@ def secrets_of(ctx: typer.Context) -> list[str]:
     def value(name: str) -> str | None:
         return given.get(name) or os.environ.get(env[name]) or None
 
+    from .remote import api_key_of
+
     return secret_values(database_url=value("database_url"), qdrant_url=value("qdrant_url"),
-                         qdrant_api_key=value("qdrant_api_key"))
+                         qdrant_api_key=value("qdrant_api_key")) + api_key_of(ctx)
 
 
 def masked(ctx: typer.Context, text: str) -> str:

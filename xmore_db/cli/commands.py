@@ -25,18 +25,40 @@ def _settings(ctx: typer.Context, **overrides):
     return settings_from(ctx, **overrides)
 
 
-def init(ctx: typer.Context, json: opt.Json = False):
+_CLUSTER_ONLY = " On a Qdrant server, when the collections are created; ignored, with a note, elsewhere."
+
+
+def init(
+    ctx: typer.Context,
+    shards: Annotated[int | None, typer.Option(
+        "--shards", min=1, envvar="XMORE_QDRANT_SHARDS", show_default="the server's: one per node",
+        help="Shards per collection (a multiple of the cluster's nodes spreads them evenly)." + _CLUSTER_ONLY)] = None,
+    replicas: Annotated[int | None, typer.Option(
+        "--replicas", min=1, envvar="XMORE_QDRANT_REPLICAS", show_default="1",
+        help="Copies of each shard, on different nodes (2 survives losing one node)." + _CLUSTER_ONLY)] = None,
+    write_consistency: Annotated[int | None, typer.Option(
+        "--write-consistency", min=1, envvar="XMORE_QDRANT_WRITE_CONSISTENCY", show_default="1",
+        help="Copies that must hold a write before it is acknowledged; at most --replicas." + _CLUSTER_ONLY)] = None,
+    json: opt.Json = False,
+):
     """Create the two collections and migrate the confidence-history database.
 
     Every configured model's weights are checked first (a file must read as a
     state dict, a tag must be in the local cache): nothing is created otherwise.
     Safe to run again: existing collections are checked against the configured
-    models (vector sizes included) and left as they are.
+    models (vector sizes included) and left as they are, shards and replicas included.
     """
     from ..workspace import initialise
 
-    settings = _settings(ctx)
+    settings = _settings(ctx, qdrant_shards=shards, qdrant_replicas=replicas,
+                         qdrant_write_consistency=write_consistency)
     result = initialise(settings)
+    ignored = settings.qdrant_cluster_ignored  # after the work: a failure stays one line
+    if ignored:
+        typer.echo(f"Note: {ignored}", err=True)
+    if settings.qdrant_cluster and not ignored and not result["collections_created"]:
+        typer.echo("Note: the collections already existed and keep their shards and replicas: the layout "
+                   "options apply when they are created (`xmore status --json` shows it)", err=True)
     if json:
         echo_json(result)
         return
@@ -45,7 +67,14 @@ def init(ctx: typer.Context, json: opt.Json = False):
     typer.echo(f"{verb} collections images ({p['coarse_model']}, {p['coarse_dim']}-d) and "
                f"texts ({p['fine_model']}, {p['fine_dim']}-d) in {result['vector_backend']} at "
                f"{result['vector_location']}")
+    typer.echo(f"Storage {_storage_line(result['storage'])}")
     typer.echo(f"Database {result['database']} at revision {result['revision']}")
+
+
+def _storage_line(storage: dict) -> str:
+    from ..store.storage import Storage
+
+    return Storage.from_record(storage).describe()
 
 
 def ingest(
@@ -174,6 +203,31 @@ def retrieve(
     json: opt.Json = False,
 ):
     """Show the captions retrieved for an image: coarse image neighbours, reranked against the image."""
+    from .remote import refuse_local_options, remote, server
+
+    if remote(ctx):
+        refuse_local_options(ctx, coarse_k="--coarse-k", fine_k="--fine-k")
+        with server(ctx) as client:
+            [out] = client.retrieve([image], coarse=coarse, corpora=corpus or None)
+    else:
+        out = _retrieve_locally(ctx, image, coarse=coarse, coarse_k=coarse_k, fine_k=fine_k, corpus=corpus)
+    if json:
+        echo_json(out)
+        return
+    if coarse:
+        neighbours = out["coarse"]
+        typer.echo(f"Coarse: {len(neighbours)} nearest corpus images (`xmore show CORPUS:KEY` shows one)")
+        echo_table(["rank", "score", "corpus", "key", "caption"],
+                   [[i + 1, f"{h['score']:.4f}", h["corpus"], h["key"], h["caption"]]
+                    for i, h in enumerate(neighbours)])
+        typer.echo("")
+    typer.echo(f"Fine: {len(out['captions'])} captions ranked against the image")
+    echo_table(["rank", "score", "corpus", "caption"],
+               [[i + 1, f"{h['score']:.4f}", h["corpus"], h["caption"]] for i, h in enumerate(out["captions"])])
+
+
+def _retrieve_locally(ctx: typer.Context, image: Path, *, coarse: bool, coarse_k, fine_k, corpus) -> dict:
+    """`xmore retrieve --json`'s document for one image, computed here."""
     from ..classify import embed_images
     from ..retrieval import describe
     from ..retrieval import retrieve as two_stage
@@ -186,20 +240,10 @@ def retrieve(
         [result] = two_stage(store, embeddings["coarse"], embeddings["fine"], coarse_k=settings.coarse_k,
                              fine_k=settings.fine_k, hnsw_ef=settings.hnsw_ef, corpora=corpus or None)
         neighbours = describe(store, result.coarse) if coarse else []
-    if json:
-        out = {"query": str(image), "captions": [asdict(h) for h in result.captions]}
-        if coarse:
-            out["coarse"] = [asdict(h) for h in neighbours]
-        echo_json(out)
-        return
+    out = {"query": str(image), "captions": [asdict(h) for h in result.captions]}
     if coarse:
-        typer.echo(f"Coarse: {len(neighbours)} nearest corpus images (`xmore show CORPUS:KEY` shows one)")
-        echo_table(["rank", "score", "corpus", "key", "caption"],
-                   [[i + 1, f"{h.score:.4f}", h.corpus, h.key, h.caption] for i, h in enumerate(neighbours)])
-        typer.echo("")
-    typer.echo(f"Fine: {len(result.captions)} captions ranked against the image")
-    echo_table(["rank", "score", "corpus", "caption"],
-               [[i + 1, f"{h.score:.4f}", h.corpus, h.caption] for i, h in enumerate(result.captions)])
+        out["coarse"] = [asdict(h) for h in neighbours]
+    return out
 
 
 def classify(
@@ -226,15 +270,26 @@ def classify(
     A query with no retrieved caption is classified by the image alone and flagged.
     A stream holds one method's results: another method needs another stream.
     """
-    from ..classify import classify_methods, classify_paths
-    from ..coder.encode import read_bank
     from ..config import check_stream_name
     from ..labels import read_labels
+    from .remote import refuse_local_options, remote, server
+
+    check_stream_name(stream)
+    if remote(ctx):  # before the imports below: a remote classify loads no model and opens no store
+        refuse_local_options(ctx, normalize="--normalize", template="--template", coarse_k="--coarse-k",
+                             fine_k="--fine-k", textbank="--textbank", fusion="--fusion", device="--device")
+        class_names = read_labels(labels)
+        with server(ctx) as client:
+            out = client.classify(list(images), labels=class_names, stream=stream, method=method_name,
+                                  corpora=corpus or None)
+        _echo_classifications(out, json=json)
+        return
+    from ..classify import classify_methods, classify_paths
+    from ..coder.encode import read_bank
     from ..methods import get_method
     from ..methods.base import TEXTBANK
     from ..methods.inputs import MethodFiles
 
-    check_stream_name(stream)
     if method_name not in classify_methods():
         raise typer.BadParameter(f"{method_name!r} is not one of {', '.join(classify_methods())}",
                                  param_hint="--method")
@@ -248,14 +303,19 @@ def classify(
         results = classify_paths(ws, list(images), labels=class_names, stream=stream, method_name=method_name,
                                  files=files, corpora=corpus or None, on_start=bar.start,
                                  on_progress=bar.advance)
+    _echo_classifications([r.to_dict() for r in results], json=json)
+
+
+def _echo_classifications(results: list[dict], *, json: bool) -> None:
+    """`xmore classify`'s output from its --json documents, local or from a server alike."""
     if json:
-        echo_json([r.to_dict() for r in results])
+        echo_json(results)
         return
     rows = []
     for r in results:
-        flag = "image only: no caption retrieved" if r.no_captions else f"{len(r.captions)} captions"
-        rows.append([r.seq, r.query, r.prediction, f"{max(r.probabilities):.3f}",
-                     f"{r.w_image:.2f}", f"{r.w_text:.2f}", flag])
+        flag = "image only: no caption retrieved" if r["no_captions"] else f"{len(r['captions'])} captions"
+        rows.append([r["seq"], r["query"], r["prediction"], f"{max(r['probabilities']):.3f}",
+                     f"{r['w_image']:.2f}", f"{r['w_text']:.2f}", flag])
     echo_table(["seq", "image", "prediction", "p", "ĉ_I", "ĉ_T", "retrieval"], rows)
 
 
@@ -288,10 +348,20 @@ def status(ctx: typer.Context, json: opt.Json = False):
     command does; what it learned before the database failed is still printed.
     An embedded store held by another process (a running ingest) is no failure:
     it is reported busy, its counts unknown, and the rest is shown.
+    With --server: the server's status, as it reports it, and who the key is.
     """
     from ..errors import StoreLockedError, XmoreError
     from .base import echo_error, masked, store_state
+    from .remote import remote, server
 
+    if remote(ctx):
+        with server(ctx) as client:
+            out = client.status()
+        if json:
+            echo_json(out)
+        else:
+            _echo_server_status(out, client.url)
+        return
     settings = _settings(ctx)
     out: dict = {"vector_backend": settings.vector_backend}
     with Workspace(settings) as ws:
@@ -308,7 +378,10 @@ def status(ctx: typer.Context, json: opt.Json = False):
         out["provenance"] = asdict(stored) if stored else None
         cache = store.caption_cache() if stored else None
         out["caption_cache"] = asdict(cache) if cache else None
+        storage = store.stored_storage() if stored else None  # searches use the oversampling asked, if any
+        out["storage"] = store.requested_storage.searched(storage).to_dict() if storage else None
         out["index"] = {name: asdict(state) for name, state in index.items()} or None
+        out["cluster"] = _cluster_layout(store) if stored and not busy else None
         out["configured_models"] = {"coarse": settings.coarse_model, "fine": settings.fine_model,
                                     "classifier": settings.classifier_model}
         from ..reco import text_side
@@ -332,6 +405,13 @@ def status(ctx: typer.Context, json: opt.Json = False):
     if "database_error" in out:
         echo_error(ctx, out["database_error"])
         raise typer.Exit(1)
+
+
+def _cluster_layout(store) -> dict | None:
+    """A Qdrant server's shards, replicas and write consistency per collection (`xmore init --shards`)."""
+    if store.backend != "qdrant-server":
+        return None
+    return store.cluster_layout()
 
 
 def _echo_index(index: dict) -> None:
@@ -359,6 +439,7 @@ def _echo_status(out: dict, stored, settings) -> None:
                    f"({stored.coarse_model}, {stored.coarse_dim}-d)")
         typer.echo(f"  texts:       {counts['texts']} points "
                    f"({stored.fine_model}, {stored.fine_dim}-d)")
+        typer.echo(f"  storage:     {_storage_line(out['storage'])}")
         cache = out["caption_cache"]
         typer.echo(f"  caption cache: {cache['model'] + ' (' + str(cache['dim']) + '-d)' if cache else 'none'}")
         _echo_index(out["index"] or {})
@@ -373,6 +454,27 @@ def _echo_status(out: dict, stored, settings) -> None:
     typer.echo(f"models:        coarse {settings.coarse_model}, fine {settings.fine_model}, "
                f"classifier {settings.classifier_model}")
     typer.echo(f"RECO text side: {out['reco_text_side']['why']}")
+
+
+def _echo_server_status(out: dict, url: str) -> None:
+    """A server's status in the local status' layout, from its JSON (GET /v1/status)."""
+    from ..config import mask_url_password
+
+    who = "open, no keys" if not out.get("keys_required") else \
+        f"team {out.get('team')}, {out.get('role') or ('admin' if out.get('admin') else 'query')} key"
+    typer.echo(f"server:        {mask_url_password(url)} ({who})")
+    typer.echo(f"vector store:  {out['vector_backend']} at {out['vector_location']}")
+    stored, counts = out.get("provenance") or {}, out.get("collections") or {"images": "?", "texts": "?"}
+    if stored:
+        typer.echo(f"  images:      {counts['images']} points ({stored['coarse_model']}, {stored['coarse_dim']}-d)")
+        typer.echo(f"  texts:       {counts['texts']} points ({stored['fine_model']}, {stored['fine_dim']}-d)")
+        cache = out.get("caption_cache")
+        typer.echo(f"  caption cache: {cache['model'] + ' (' + str(cache['dim']) + '-d)' if cache else 'none'}")
+    typer.echo(f"database:      {out['database']}")
+    typer.echo(f"  revision:    {out['database_revision']}")
+    typer.echo(f"  streams:     {out['streams']}" + (f" (of team {out['team']})" if out.get("keys_required") else ""))
+    if "max_batch" in out:
+        typer.echo(f"batching:      up to {out['max_batch']} images, waiting at most {out['max_wait_ms']:g} ms")
 
 
 def config(ctx: typer.Context, json: opt.Json = False):

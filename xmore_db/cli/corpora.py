@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import StoreLockedError
+from ..history.owners import CorpusOwners
 from ..workspace import Workspace
 from . import options as opt
 from .base import make_app, settings_from, store_state
@@ -55,8 +56,10 @@ def list_corpora(ctx: typer.Context, json: opt.Json = False):
     with Workspace(settings_from(ctx)) as ws:
         ws.database.check()
         corpora = ws.ledger.corpora()
+        teams = CorpusOwners(ws.database).teams()  # a corpus without a row belongs to the open team (None)
         points, busy = _points(ws, [c.corpus for c in corpora])
-    out = [_corpus_json(c) | {"points": points[c.corpus], "store": store_state(busy)} for c in corpora]
+    out = [_corpus_json(c) | {"team": teams.get(c.corpus), "points": points[c.corpus], "store": store_state(busy)}
+           for c in corpora]
     if json:
         echo_json(out)
         return
@@ -77,11 +80,12 @@ def show(ctx: typer.Context, name: CorpusName, json: opt.Json = False):
     with Workspace(settings_from(ctx)) as ws:
         ws.database.check()
         units = ws.ledger.units(name)
+        owner = CorpusOwners(ws.database).owner(name)
         counts, busy = _points(ws, [name])
         points = counts[name]
     if json:
-        echo_json({"corpus": name, "points": points, "store": store_state(busy), "units": len(units),
-                   "unit_records": [asdict(u) for u in units]})
+        echo_json({"corpus": name, "team": owner and owner.team, "points": points, "store": store_state(busy),
+                   "units": len(units), "unit_records": [asdict(u) for u in units]})
         return
     first = units[0]
     stored = (f"store busy ({store_state(busy)['message']})" if busy
@@ -108,6 +112,7 @@ def delete(ctx: typer.Context, name: CorpusName, yes: opt.Yes = False, json: opt
         with ledger.writer_lock():
             store.delete_corpus(name)
             removed = ledger.delete(name)
+            CorpusOwners(ws.database).forget(name)
     result = {"corpus": name, "points_removed": points, "units_removed": removed}
     if json:
         echo_json(result)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ..config import DEFAULT_TEMPLATE, Settings
+from ..config import DEFAULT_TEMPLATE, QUANTIZATIONS, STORAGE_PROFILES, VECTOR_DATATYPES, Settings
 
 _ENV = Settings.ENV
 
@@ -148,3 +148,76 @@ Fusion = Annotated[Path | None, typer.Option(
 
 Corpora = Annotated[list[str] | None, typer.Option(
     "--corpus", help="Retrieve only from this corpus (repeat for several); a payload filter, indexed.")]
+
+Server = Annotated[str | None, typer.Option(
+    "--server", envvar="XMORE_SERVER",
+    help="URL of an `xmore serve` (http://host:8000): classify, retrieve, search, status and streams send their "
+         "work there and print what they print locally, without loading models or opening the store; the other "
+         "commands run locally only and refuse it.")]
+ApiKey = Annotated[str | None, typer.Option(
+    "--api-key", envvar="XMORE_API_KEY", show_default=False,
+    help="API key for --server, sent as `Authorization: Bearer KEY` (never printed).")]
+
+
+def _one_of(choices: tuple[str, ...]):
+    """A callback making a value outside `choices` a usage error (exit 2) naming the valid ones."""
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+    return check
+
+
+# Storage (README, *Storage profiles*): chosen at `xmore init` and recorded with the collections; unset, an
+# existing store uses what it recorded. Asking an existing store for other storage is refused before any write.
+StorageProfile = Annotated[
+    str | None,
+    typer.Option("--storage-profile", envvar=_ENV["storage_profile"], callback=_one_of(STORAGE_PROFILES),
+                 help="How `xmore init` stores the vectors: exact (float32 in RAM), compact (float16 on disk, an "
+                      "int8 copy in RAM, searches rescored) or tiny (float16 on disk, a 1-bit copy in RAM, "
+                      "rescored). Recorded with the store; unset, an existing store uses its own.",
+                 show_default="exact for a new store"),
+]
+VectorDatatype = Annotated[
+    str | None,
+    typer.Option("--vector-datatype", envvar=_ENV["vector_datatype"], callback=_one_of(VECTOR_DATATYPES),
+                 help="Expert: the stored vectors' type, float32 or float16, instead of the profile's (recorded "
+                      "at init)."),
+]
+Quantization = Annotated[
+    str | None,
+    typer.Option("--quantization", envvar=_ENV["quantization"], callback=_one_of(QUANTIZATIONS),
+                 help="Expert: the copy of the image vectors held in RAM and searched first, none, scalar (int8) "
+                      "or binary (1 bit a dimension), instead of the profile's (recorded at init)."),
+]
+VectorsOnDisk = Annotated[
+    bool | None,
+    typer.Option("--vectors-on-disk/--vectors-in-ram", envvar=_ENV["vectors_on_disk"],
+                 help="Expert: keep the original vectors on disk (memory-mapped, read on use) or in RAM, instead "
+                      "of as the profile does (recorded at init)."),
+]
+Oversampling = Annotated[
+    float | None,
+    typer.Option("--oversampling", envvar=_ENV["oversampling"], min=1.0,
+                 help="Quantized stores: candidates found in the quantized copy and rescored with the original "
+                      "vectors, per hit wanted. A search setting: it overrides the one the store recorded.",
+                 show_default="2 for scalar, 4 for binary"),
+]
+HnswM = Annotated[
+    int | None,
+    typer.Option("--hnsw-m", envvar=_ENV["hnsw_m"], min=2,
+                 help="Links per node of the images' HNSW graph: more raise recall and memory (recorded at init).",
+                 show_default="16"),
+]
+HnswEfConstruct = Annotated[
+    int | None,
+    typer.Option("--hnsw-ef-construct", envvar=_ENV["hnsw_ef_construct"], min=4,
+                 help="Beam width while building that graph: wider builds slower and better (recorded at init).",
+                 show_default="100"),
+]
+CorpusIndex = Annotated[
+    bool | None,
+    typer.Option("--corpus-index/--no-corpus-index", envvar=_ENV["corpus_index"],
+                 help="A keyword index on the corpus field, which --corpus filters, corpus counts and deletes use "
+                      "(recorded at init).", show_default="on"),
+]

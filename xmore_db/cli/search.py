@@ -36,14 +36,22 @@ def search(
     searched: `texts` has no graph by design (it is only scanned under an id
     filter). Each hit: rank, score, corpus, key, caption, url.
     """
+    from ..search import SearchHit, write_hits
     from ..search import search as run_search
-    from ..search import write_hits
     from .base import settings_from
+    from .remote import remote, server
 
     if (text is None) == (image is None):
         raise typer.BadParameter("give a TEXT or --image IMAGE (one of the two)")
-    with Workspace(settings_from(ctx)) as ws:
-        hits = run_search(ws, text=text, image=image, n=n, offset=offset, corpora=corpus or None, dedup=dedup)
+    if remote(ctx):
+        with server(ctx) as client:
+            found = client.search(text, image=image, n=n, offset=offset, corpora=corpus or None, dedup=dedup)
+        fields = SearchHit.__dataclass_fields__  # a newer server's extra fields are not this client's
+        hits = [SearchHit(**{k: v for k, v in hit.items() if k in fields}) for hit in found]
+    else:
+        with Workspace(settings_from(ctx)) as ws:
+            hits = run_search(ws, text=text, image=image, n=n, offset=offset, corpora=corpus or None,
+                              dedup=dedup)
     if output is not None:
         write_hits(hits, output)
         typer.echo(f"Wrote {len(hits)} hits to {output}", err=True)

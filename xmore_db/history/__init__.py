@@ -4,7 +4,9 @@
 top-level `migrations/`), `engine` connects and finds those migrations,
 `database` the `Database` object (transactions, error translation, schema
 check) that the `ConfidenceHistory` (`store`) and the ingest `UnitLedger`
-(`units`) share, `records` the frozen dataclasses.
+(`units`) share, `records` the frozen dataclasses, `keys` the API keys of
+`xmore serve` (hashed), `owners` the team that ingested each corpus over HTTP,
+`labelsets` the teams' named label sets.
 """
 
 from __future__ import annotations

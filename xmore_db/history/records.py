@@ -51,3 +51,4 @@ class Event:
     normalize: str
     created_at: datetime
     method: str = "xmore"
+    key_id: int | None = None  # the API key that wrote it; None: the CLI, the Python API or an open service

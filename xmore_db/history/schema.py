@@ -73,6 +73,9 @@ events = Table(
     Column("normalize", Text, nullable=False),
     Column("method", Text, nullable=False, server_default="xmore"),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Revision 0005: the API key that wrote the event; NULL for the CLI, the
+    # Python API and an open service.
+    Column("key_id", Integer, ForeignKey("api_keys.id", ondelete="SET NULL"), nullable=True),
     UniqueConstraint("stream_id", "seq"),
 )
 
@@ -109,4 +112,47 @@ ingest_units = Table(
     Column("note", Text, nullable=True),
     UniqueConstraint("corpus", "unit"),
     Index("ix_ingest_units_corpus_status", "corpus", "status"),
+)
+
+# API keys of `xmore serve` (revision 0005): a team and a role each. Only the
+# sha256 of a key is stored (key_hash); prefix is its first characters, to tell
+# keys apart in listings. Keys are revoked (revoked_at), never deleted, so the
+# events that name one keep pointing at it.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("team", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("key_hash", Text, nullable=False, unique=True),
+    Column("prefix", Text, nullable=False),
+    Column("note", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+# Revision 0006: the team that ingested each corpus over HTTP (`xmore serve`),
+# and when. A corpus without a row, like one whose team is NULL, belongs to the
+# open team: the CLI and the Python API, the admin tools, record no team.
+corpus_owners = Table(
+    "corpus_owners",
+    metadata,
+    Column("corpus", Text, primary_key=True),
+    Column("team", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Revision 0006: named label sets, one namespace per team. team is '' for the
+# open team (not NULL: a unique constraint would take NULL teams as distinct).
+# labels is a JSON list of class names, checked as labels.check_labels does.
+label_sets = Table(
+    "label_sets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("team", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("team", "name"),
 )

@@ -76,13 +76,15 @@ class ConfidenceHistory:
         query: str | None,
         decide: Callable[[StreamStats], Decision],
         method: str = "xmore",
+        key_id: int | None = None,
     ) -> Event:
         """Add one query to `stream` (created on first use) in one transaction.
 
         `decide` receives the stream's statistics with this query already
         counted and returns the weights and prediction to store. If it raises,
         nothing is recorded. A stream holds one `method`: a query of another is
-        refused (StreamMethodError), and nothing is recorded.
+        refused (StreamMethodError), and nothing is recorded. `key_id` is the API
+        key the query came with (`xmore serve`), None for any other writer.
         """
         check_stream_name(stream)  # one rule on every backend (config.py)
         c_image = _check_confidence("c_image", c_image)
@@ -113,6 +115,7 @@ class ConfidenceHistory:
                 normalize=normalize,
                 created_at=now,
                 method=method,
+                key_id=key_id,
             )
             values = asdict(recorded)
             del values["stream"]
@@ -240,6 +243,7 @@ def _event(stream: str, row: Row) -> Event:
         normalize=row.normalize,
         created_at=_utc(row.created_at),
         method=row.method,
+        key_id=row.key_id,
     )
 
 

@@ -97,6 +97,9 @@ def ingest(
         if check_models is not None:
             check_models(provenance)
         source.check(provenance.coarse_dim, provenance.fine_dim)
+        check_writable = getattr(store, "check_writable", None)  # a Qdrant server's read-only key refuses writes
+        if check_writable is not None:
+            check_writable()
         units = source.units()
         cache_note, cache_on, declare_cache = _caption_cache(workspace, store)
         known = {record.unit: record for record in ledger.units(corpus)} if ledger.exists(corpus) else {}

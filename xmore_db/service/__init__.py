@@ -4,7 +4,11 @@ Request models in, the same core functions (`xmore_db.api.Index`), the same
 dataclasses out as JSON. One module per job:
 
 - settings: the service's limits and batching knobs (ServiceSettings)
-- auth: API keys, teams and the stream namespace rule
+- auth: who a request's API key names (team, role, key id), and the stream namespace rule
+- key_routes: /v1/keys, the API keys over HTTP (admin keys only)
+- corpora: /v1/corpora, the corpora with their teams, deleting one, ingest over HTTP
+- ingests: HTTP ingests on their own threads, sharing the index with classification
+- labelsets: /v1/labelsets, a team's named label sets, and a classify request's labels
 - batching: the micro-batcher that gathers concurrent classify requests
 - errors: every failure mapped, in one place, to a status code and {"error": "one line"}
 - metrics: Prometheus counters and histograms

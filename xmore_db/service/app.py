@@ -6,11 +6,12 @@ import asyncio
 import io
 import threading
 import time
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -19,9 +20,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import secret_values
 from ..errors import ImageError, LabelsError, XmoreError, first_line
-from .auth import Caller, Keys
+from . import corpora as corpora_routes
+from . import key_routes, labelsets
+from .auth import Caller, Keys, Who
 from .batching import Batcher, Job
 from .errors import ApiError, body, status_and_message
+from .ingests import Ingests
+from .method_files import ServedFiles
 from .metrics import Metrics
 from .settings import ServiceSettings
 
@@ -41,24 +46,9 @@ class SearchRequest(BaseModel):
     dedup: float | None = Field(None, gt=0, le=1)
 
 
-def caller(request: Request) -> Caller:
-    """The caller a request's `Authorization: Bearer KEY` names; 401 without one or with an unknown key."""
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    key = key.strip() if scheme.lower() == "bearer" else None
-    found = request.app.state.keys.caller(key)
-    if found is None:
-        raise ApiError(401, "a valid API key is needed: send `Authorization: Bearer KEY`" if not key
-                       else "unknown API key")
-    return found
-
-
-Who = Annotated[Caller, Depends(caller)]
-
-
 def _stream_json(who: Caller, stats) -> dict:
     """A stream's statistics as `xmore streams … --json` prints them, under the caller's name for it."""
-    out = asdict(stats)
+    out = asdict(stats) | {"created_at": stats.created_at.isoformat()}  # the CLI's +00:00, not pydantic's Z
     return {"stream": who.shown(out.pop("name"))} | out
 
 
@@ -74,35 +64,61 @@ def parse_labels(text: str) -> list[str]:
 
 
 def create_app(index: Index, *, keys: Keys | None = None, settings: ServiceSettings | None = None,
-               preload: bool = False) -> FastAPI:
-    """The service over one open Index. `preload` loads the encoders and opens the store at startup."""
+               preload: bool = False, files: ServedFiles | None = None,
+               on_batch: Callable[[list[Job]], None] | None = None,
+               ingest_hook: Callable[[int], None] | None = None) -> FastAPI:
+    """The service over one open Index. `preload` loads the encoders and opens the store at startup.
+
+    `files`: the CODER text banks and RECO fusion layer the service was started with (checked by
+    `ServedFiles.check`); `on_batch`: the micro-batcher's test hook (see `Batcher`); `ingest_hook`: the
+    writer's test hook of HTTP ingests (see `ingest.Writer`).
+    """
     keys = keys or Keys.open()
     settings = settings or ServiceSettings()
+    files = files or ServedFiles()
     metrics = Metrics()
     lock = threading.Lock()  # the Index is used by one thread at a time: the batcher's or a route's
     s = index.settings
     secrets = secret_values(database_url=s.database_url, qdrant_url=s.qdrant_url, qdrant_api_key=s.qdrant_api_key)
     state: dict = {}
+    ingests = Ingests(index._workspace, lock, secrets=secrets, after_write=ingest_hook)
+    label_sets = labelsets.LabelSets(index._workspace.database)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         if preload:
-            await run_in_threadpool(_preload, index, lock)
+            await run_in_threadpool(_preload, index, lock, files)
         state["batcher"] = Batcher(index, lock, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
-                                   metrics=metrics)
+                                   max_queue=settings.max_queue, metrics=metrics, on_batch=on_batch)
         try:
             yield
         finally:
             state.pop("batcher").close()
+            ingests.close()
 
     app = FastAPI(title="xmore", version="1", lifespan=lifespan,
                   description="X-MoRe zero-shot classification over one shared index (`xmore serve`).")
     app.state.keys = keys
+    app.state.ingests = ingests  # the HTTP ingests, running and finished
 
     def error_response(exc: BaseException) -> JSONResponse:
         status, message = status_and_message(exc, secrets)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse(body(message), status_code=status, headers=headers)
+        headers = dict(exc.headers) if isinstance(exc, ApiError) else {}
+        if status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        return JSONResponse(body(message), status_code=status, headers=headers or None)
+
+    @contextmanager
+    def turn():
+        """The index for this thread, once the batcher or another route lets go of it; 503 past the timeout."""
+        if not lock.acquire(timeout=settings.request_timeout):
+            metrics.rejected.labels("timeout").inc()
+            raise ApiError(503, f"timed out after {settings.request_timeout:g} s waiting for the index; nothing "
+                                "was done: retry later", headers={"Retry-After": state["batcher"].retry_after()})
+        try:
+            yield
+        finally:
+            lock.release()
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
@@ -164,7 +180,9 @@ def create_app(index: Index, *, keys: Keys | None = None, settings: ServiceSetti
     async def classify(
         who: Who,
         images: Annotated[list[UploadFile], File(description="Images, in stream order.")],
-        labels: Annotated[str, Form(description="Class names, separated by commas or newlines.")],
+        labels: Annotated[str | None, Form(description="Class names, separated by commas or newlines.")] = None,
+        label_set: Annotated[str | None, Form(description="Instead of `labels`: the name of one of the team's "
+                                                          "label sets (/v1/labelsets).")] = None,
         stream: Annotated[str, Form()] = "default",
         method: Annotated[str, Form()] = "xmore",
         corpora: Annotated[str | None, Form(description="Corpus names, comma separated (default: all).")] = None,
@@ -173,19 +191,21 @@ def create_app(index: Index, *, keys: Keys | None = None, settings: ServiceSetti
         from ..errors import BadInputError
 
         stored = who.stored(stream)
-        names = parse_labels(labels)
+        names = await labelsets.request_labels(label_sets, who, labels, label_set)
         if method not in classify_methods():
             raise BadInputError(f"unknown method {method!r}: choose from {', '.join(classify_methods())}")
-        from ..methods import get_method
-        from ..methods.base import FUSION, TEXTBANK
-
-        if set(get_method(method).needs) & {TEXTBANK, FUSION}:
-            raise BadInputError(f"method {method!r} needs a text bank or fusion file, which the service does "
-                                "not take yet")
+        needed = files.for_request(method, names)  # 422 naming the `xmore serve` option a method lacks
         pil, queries = await read_images(images)
         chosen = [c.strip() for c in corpora.split(",") if c.strip()] if corpora else None
-        job = Job(images=pil, queries=queries, labels=names, stream=stored, method=method, corpora=chosen)
-        results = await asyncio.wrap_future(state["batcher"].submit(job))
+        job = Job(images=pil, queries=queries, labels=names, stream=stored, method=method, corpora=chosen,
+                  files=needed, key_id=who.key_id)
+        batcher: Batcher = state["batcher"]
+        outcome = asyncio.wrap_future(batcher.submit(job))  # 429 when the queue is full
+        await asyncio.wait({outcome}, timeout=settings.request_timeout)
+        if not outcome.done() and batcher.withdraw(job):
+            raise ApiError(503, f"timed out after {settings.request_timeout:g} s waiting in the queue; nothing "
+                                "was recorded: retry later", headers={"Retry-After": batcher.retry_after()})
+        results = await outcome  # started before the timeout: scored and recorded in full, however long it takes
         return [r.to_dict() | {"stream": who.shown(r.stream)} for r in results]
 
     @app.post("/v1/retrieve", summary="Captions retrieved for uploaded images (`xmore retrieve --json`)")
@@ -201,7 +221,7 @@ def create_app(index: Index, *, keys: Keys | None = None, settings: ServiceSetti
         chosen = [c.strip() for c in corpora.split(",") if c.strip()] if corpora else None
 
         def work():
-            with lock:
+            with turn():
                 results = index.retrieve(pil, corpora=chosen)
                 out = []
                 for query, result in zip(queries, results, strict=True):
@@ -215,10 +235,29 @@ def create_app(index: Index, *, keys: Keys | None = None, settings: ServiceSetti
 
     @app.post("/v1/search", summary="Corpus images nearest to a text (`xmore search --json`)")
     def search(who: Who, request: SearchRequest) -> list[dict]:
-        with lock:
+        with turn():
             hits = index.search(request.text, n=request.n, offset=request.offset, corpora=request.corpora,
                                 dedup=request.dedup)
         return [h.to_dict() for h in hits]
+
+    @app.post("/v1/search/image", summary="Corpus images nearest to an uploaded image (`xmore search --image`)")
+    async def search_image(
+        who: Who,
+        image: Annotated[UploadFile, File(description="The query image.")],
+        n: Annotated[int, Form(ge=1, le=10_000)] = 20,
+        offset: Annotated[int, Form(ge=0)] = 0,
+        corpora: Annotated[str | None, Form(description="Corpus names, comma separated (default: all).")] = None,
+        dedup: Annotated[float | None, Form(gt=0, le=1, description="Drop a hit this close (cosine) to a better "
+                                                                    "one.")] = None,
+    ) -> list[dict]:
+        pil, _ = await read_images([image])
+        chosen = [c.strip() for c in corpora.split(",") if c.strip()] if corpora else None
+
+        def work():
+            with turn():
+                return index.search(image=pil[0], n=n, offset=offset, corpora=chosen, dedup=dedup)
+
+        return [h.to_dict() for h in await run_in_threadpool(work)]
 
     # ---- streams ----------------------------------------------------------------------------------------------
 
@@ -237,8 +276,7 @@ def create_app(index: Index, *, keys: Keys | None = None, settings: ServiceSetti
     @app.post("/v1/streams/{name:path}/reset", summary="Delete a stream's history (admin keys only)")
     def reset_stream(who: Who, name: str) -> dict:
         stored = who.stored(name)
-        if not who.admin:
-            raise ApiError(403, "resetting a stream needs an admin key")
+        who.require("admin")
         with lock:
             history = index._workspace.history
             history.check()
@@ -256,7 +294,17 @@ def create_app(index: Index, *, keys: Keys | None = None, settings: ServiceSetti
             history.check()
             stats = history.stream(stored)
             events = history.events(stored, last=last) if last else []
-        return _stream_json(who, stats) | {"events": [asdict(ev) | {"stream": name} for ev in events]}
+        return _stream_json(who, stats) | {"events": [
+            asdict(ev) | {"stream": name, "created_at": ev.created_at.isoformat()} for ev in events]}
+
+    app.include_router(key_routes.router)  # /v1/keys (admin keys only)
+    app.include_router(corpora_routes.router(index, lock, settings, ingests))  # /v1/corpora, ingest over HTTP
+    app.include_router(labelsets.router(label_sets))  # /v1/labelsets
+    from .. import web
+    from . import pairs as pair_images
+
+    app.include_router(pair_images.router(index, turn))  # /v1/pairs/{pair}/image: thumbnails
+    app.include_router(web.router)  # the HTML pages (/, /classify, /streams, /corpora) and their /static files
 
     # ---- status and probes ------------------------------------------------------------------------------------
 
@@ -275,7 +323,7 @@ def create_app(index: Index, *, keys: Keys | None = None, settings: ServiceSetti
                 "collections": store.counts(), "provenance": asdict(store.stored_provenance()),
                 "caption_cache": asdict(cache) if cache else None,
                 "database": s.masked()["database_url"], "database_revision": revision, "streams": len(streams),
-                "team": who.team, "admin": who.admin, "keys_required": keys.required,
+                "team": who.team, "role": who.role, "admin": who.admin, "keys_required": keys.required,
                 "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
             }
 
@@ -319,10 +367,16 @@ def decode(name: str, data: bytes, max_pixels: int) -> Image.Image:
     raise ImageError(f"cannot read image {name}: {reason}")
 
 
-def _preload(index: Index, lock: threading.Lock) -> None:
-    """Open the store and load each encoder once, before the first request."""
+def _preload(index: Index, lock: threading.Lock, files: ServedFiles) -> None:
+    """Open the store, load each encoder once and encode the text banks (cached on disk), before the first
+    request."""
+    from ..coder.bank import load_bank
+    from ..coder.encode import workspace_bank
+
     with lock:
         ws = index._workspace
         ws.store()
         for role in ("coarse", "fine", "classifier"):
             ws.encoder(role)
+        for path in files.banks.values():  # in the bank's own class order, which a request's labels often follow
+            workspace_bank(ws, path, list(load_bank(path).classes))

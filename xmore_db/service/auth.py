@@ -1,15 +1,18 @@
-"""API keys, teams, and the stream namespace rule.
+"""API keys, teams, roles, and the stream namespace rule.
 
-A keys file maps each key to its team and whether it is an admin:
+Keys live in the history database (`xmore_db.history.keys`, where only a hash
+of each is stored); `xmore keys create --team T --role R` makes one and prints
+it once. A request carries `Authorization: Bearer KEY`; the key names its team
+and its role, and the key's id is recorded on every event the request writes.
 
-    {"KEY": {"team": "vision", "admin": false}, ...}        (JSON)
-    [KEY]                                                   (TOML: one table per key)
-    team = "vision"
-    admin = false
+Roles, lowest rank first (`ROLES`); each may do what the ones before it may:
+- query: classify, retrieve, search, status, and its team's streams (read);
+- ingest: also ingest and its team's corpora;
+- admin: everything: resetting streams, and the keys of every team (so an admin
+  key belongs with whoever runs the service).
 
-A request carries `Authorization: Bearer KEY`. Without a keys file the service
-has one open team: no key is asked for, every caller may reset, and stream
-names are stored as given (the same streams as the CLI's).
+`Keys.open()` is a service started with `--open`: one open team, no key asked
+for, every caller an admin, stream names stored as given (the CLI's streams).
 
 Namespace rule: with keys, team T's stream NAME is stored as `T/NAME`. Team names
 are 1 to 64 of `A-Z a-z 0-9 _ . -` (no `/`), so the first `/` of a stored name
@@ -20,25 +23,42 @@ no space at either end, at most 200 characters including the prefix).
 
 from __future__ import annotations
 
-import hmac
-import json
-import re
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from ..config import check_stream_name
-from ..errors import ConfigError
+from ..history.keys import ROLES, TEAM_NAME, KeyStore
+from .errors import ApiError
 
-TEAM_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-OPEN_TEAM = None  # the team of a service started without keys
+__all__ = ["OPEN_TEAM", "ROLES", "TEAM_NAME", "Caller", "Keys", "Who", "caller"]
+
+OPEN_TEAM = None  # the team of a service started with --open
+MISSING_KEY = "a valid API key is needed: send `Authorization: Bearer KEY`"
+
+
+def _with_article(role: str) -> str:
+    return f"an {role}" if role[0] in "aeiou" else f"a {role}"
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request: a team (None without keys: the open team) and whether it may administer."""
+    """Who sent a request: a team (None: the open team), a role, and the key's id (None: no key)."""
 
     team: str | None
-    admin: bool
+    role: str
+    key_id: int | None
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+    def require(self, role: str) -> None:
+        """ApiError 403 unless this caller's role ranks at least `role`."""
+        if ROLES.index(self.role) < ROLES.index(role):
+            raise ApiError(403, f"this request needs {_with_article(role)} key; the key sent is "
+                                f"{_with_article(self.role)} key")
 
     def stored(self, name: str) -> str:
         """The stored stream name for the name this caller uses; StreamNameError if either breaks the rules."""
@@ -54,10 +74,10 @@ class Caller:
 
 
 class Keys:
-    """The keys a service accepts; `open()` is the single open team."""
+    """The keys a service accepts: those in a `KeyStore`, or none at all (`open()`)."""
 
-    def __init__(self, entries: dict[str, Caller] | None):
-        self._entries = entries
+    def __init__(self, store: KeyStore | None):
+        self.store = store
 
     @classmethod
     def open(cls) -> Keys:
@@ -65,56 +85,30 @@ class Keys:
 
     @property
     def required(self) -> bool:
-        return self._entries is not None
+        return self.store is not None
 
-    def caller(self, key: str | None) -> Caller | None:
-        """The caller a key belongs to, or None for a missing or unknown key (compared in constant time)."""
-        if self._entries is None:
-            return Caller(team=OPEN_TEAM, admin=True)
+    def caller(self, key: str | None) -> Caller:
+        """The caller a bearer key belongs to; ApiError 401 for a missing, unknown or revoked key."""
+        if self.store is None:
+            return Caller(team=OPEN_TEAM, role="admin", key_id=None)
         if not key:
-            return None
-        found = None
-        for known, caller in self._entries.items():
-            if hmac.compare_digest(known.encode(), key.encode()):
-                found = caller
-        return found
+            raise ApiError(401, MISSING_KEY)
+        record = self.store.find(key)
+        if record is None:
+            raise ApiError(401, "unknown API key")
+        if record.revoked:
+            raise ApiError(401, "revoked API key")
+        if record.role not in ROLES:  # a row written by hand, or by a newer xmore-db
+            raise ApiError(401, f"API key {record.prefix}… has role {record.role!r}, which this service does "
+                                f"not know ({', '.join(ROLES)})")
+        return Caller(team=record.team, role=record.role, key_id=record.key_id)
 
-    @classmethod
-    def from_file(cls, path: str | Path) -> Keys:
-        """Read a JSON or TOML keys file (by suffix; `.toml` is TOML, anything else JSON); ConfigError, one line."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read keys file {path}: {exc.strerror or exc}") from None
-        try:
-            if path.suffix.lower() == ".toml":
-                try:
-                    import tomllib
-                except ImportError:  # pragma: no cover - Python 3.10
-                    import tomli as tomllib
-                raw = tomllib.loads(text)
-            else:
-                raw = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"keys file {path} is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: "
-                              f"{' '.join(str(exc).split())}") from None
-        if not isinstance(raw, dict) or not raw:
-            raise ConfigError(f"keys file {path} must map each key to {{team, admin}}, and hold at least one key")
-        entries: dict[str, Caller] = {}
-        for number, (key, entry) in enumerate(raw.items(), 1):
-            where = f"keys file {path}, key #{number}"  # never the key itself in a message
-            if len(key) < 16:
-                raise ConfigError(f"{where}: a key needs at least 16 characters")
-            if not isinstance(entry, dict) or not isinstance(entry.get("team"), str):
-                raise ConfigError(f"{where}: needs a table with a string `team`")
-            if not TEAM_NAME.fullmatch(entry["team"]):
-                raise ConfigError(f"{where}: team {entry['team']!r} must be 1 to 64 of A-Z a-z 0-9 _ . -")
-            admin = entry.get("admin", False)
-            if not isinstance(admin, bool):
-                raise ConfigError(f"{where}: `admin` must be true or false")
-            unknown = set(entry) - {"team", "admin"}
-            if unknown:
-                raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-            entries[key] = Caller(team=entry["team"], admin=admin)
-        return cls(entries)
+
+def caller(request: Request) -> Caller:
+    """The caller a request's `Authorization: Bearer KEY` names (the app's `state.keys` decides); 401 otherwise."""
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    return request.app.state.keys.caller(key.strip() if scheme.lower() == "bearer" else None)
+
+
+Who = Annotated[Caller, Depends(caller)]

@@ -12,11 +12,13 @@ log = logging.getLogger("xmore.serve")
 
 
 class ApiError(Exception):
-    """A failure the service itself decides on: a status code and one line."""
+    """A failure the service itself decides on: a status code, one line, and headers to send with it
+    (`Retry-After` on 429 and on a timeout's 503)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
+        self.headers = dict(headers or {})
 
 
 # Most specific first: the first matching class decides the status.
@@ -24,6 +26,7 @@ STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (e.UnknownStreamError, 404),
     (e.UnknownCorpusError, 404),
     (e.UnknownPairError, 404),
+    (e.UnknownKeyError, 404),
     (e.StreamMethodError, 409),
     (e.BadInputError, 400),  # images, labels, stream names, text banks
     (e.StoreNotInitializedError, 503),

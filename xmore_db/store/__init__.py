@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .base import VectorStore
+from .storage import Storage, StorageRequest
 from .types import CaptionCache, CaptionHit, ImageHit, IndexState, PairBatch, Provenance, pair_id
 
 if TYPE_CHECKING:
@@ -26,8 +27,9 @@ def open_store(settings: Settings) -> VectorStore:
 
         return ServerStore.from_settings(settings)
     from .edge import EdgeStore
+    from .storage import StorageRequest
 
-    return EdgeStore(settings.home / "qdrant")
+    return EdgeStore(settings.home / "qdrant", storage=StorageRequest.from_settings(settings))
 
 
 def __getattr__(name: str):
@@ -44,5 +46,5 @@ def __getattr__(name: str):
 
 __all__ = [
     "CaptionCache", "CaptionHit", "EdgeStore", "ImageHit", "IndexState", "PairBatch", "Provenance", "ServerStore",
-    "VectorStore", "open_store", "pair_id",
+    "Storage", "StorageRequest", "VectorStore", "open_store", "pair_id",
 ]

@@ -36,11 +36,13 @@ from .checks import (
     check_caption_vectors,
     check_limit,
     check_queries,
+    check_storage,
     short,
     sorted_by_score,
     stored_points,
     text_payloads,
 )
+from .storage import STORAGE_KEY, Storage, StorageRequest
 from .types import (
     CAPTION_VECTOR,
     COARSE_VECTOR,
@@ -77,9 +79,12 @@ class VectorStore(ABC):
     location: str  # path or URL, never a secret
     write_chunk: int  # points per engine write call
 
-    def __init__(self, location: str):
+    def __init__(self, location: str, storage: StorageRequest | None = None):
+        """`storage`: what the settings ask of the storage (storage.py); nothing asked by default."""
         self.location = location
+        self.requested_storage = storage or StorageRequest()
         self._stored: Provenance | None = None  # what the collections hold, once read
+        self._storage: Storage | None = None  # how they hold it, once read (fixed when they are created)
         self._checked = False  # open()/init() compared the collections with the configured models
 
     # -- lifecycle (engine-specific) -------------------------------------------
@@ -94,6 +99,42 @@ class VectorStore(ABC):
 
     @abstractmethod
     def stored_provenance(self) -> Provenance | None: ...
+
+    def stored_storage(self) -> Storage | None:
+        """How the collections hold their vectors, as recorded at init (None before it).
+
+        A store made before storage profiles records none: it reads as `exact`, as it was built.
+        """
+        with self._calls("reading the store record"):
+            return self._storage_from(self._store_record())
+
+    def _storage_from(self, record: dict | None) -> Storage | None:
+        """The storage entry of a store record (None: no store)."""
+        if record is None:
+            return None
+        try:
+            return Storage.from_record(record.get(STORAGE_KEY))
+        except (ValueError, TypeError) as error:
+            raise StoreError(f"the storage entry recorded at {self.location} is unreadable ({short(error)}): "
+                             "restore it, or use a new store") from None
+
+    def storage(self) -> Storage:
+        """The recorded storage with the oversampling the settings ask for, if any: what searches use."""
+        self._provenance()
+        if self._storage is None:
+            self._storage = self.stored_storage() or Storage()
+        return self.requested_storage.searched(self._storage)
+
+    def _settle_storage(self, recorded: Storage | None) -> Storage:
+        """What to create absent collections with: the recorded storage, checked against what the settings
+        ask before anything is written, or for a new store (`recorded` None) what they ask."""
+        if recorded is None:
+            storage = self.requested_storage.resolve(None)
+        else:
+            check_storage(recorded, self.requested_storage, self.location)
+            storage = recorded
+        self._storage = storage
+        return storage
 
     def close(self) -> None:
         self._checked = False
@@ -222,6 +263,8 @@ class VectorStore(ABC):
         `hnsw_ef` is the graph search's beam width (None: the engine's default,
         which is no wider than `limit`); wider finds more of the exact neighbours.
         `corpora` keeps only pairs of those corpora (a payload filter on `corpus`, indexed).
+        A quantized store searches its quantized copy for limit × oversampling candidates and
+        rescores them with the original vectors (Storage).
         """
         matrix = check_queries(queries, self._provenance(), "coarse", self.location)
         limit = check_limit(limit)
@@ -231,7 +274,8 @@ class VectorStore(ABC):
             raise ValueError("corpora must be a sequence of corpus names")
         with self._calls("coarse search"):
             results = self._query_images(matrix, limit=limit, hnsw_ef=hnsw_ef,
-                                         corpora=list(corpora) if corpora else None)
+                                         corpora=list(corpora) if corpora else None,
+                                         oversampling=self.storage().oversampling)
         return [sorted_by_score([ImageHit(pair_id=str(p.id), score=float(p.score)) for p in points])
                 for points in results]
 
@@ -341,7 +385,7 @@ class VectorStore(ABC):
         for name in COLLECTIONS:
             with self._calls("reading the index state"):
                 points, indexed, deferred = self._index_counts(name)
-            graph = LAYOUT[name].m > 0
+            graph = LAYOUT[name].graph
             out[name] = IndexState(points=int(points), indexed=None if indexed is None else int(indexed),
                                    graph=graph, needs_build=bool(deferred or (graph and pending)))
         return out
@@ -384,6 +428,10 @@ class VectorStore(ABC):
 
     @abstractmethod
     def _close(self) -> None: ...
+
+    @abstractmethod
+    def _store_record(self) -> dict | None:
+        """The xmore record of the store (models, storage, ...), None where there are no collections."""
 
     @abstractmethod
     def _metadata(self, collection: str) -> dict:
@@ -432,8 +480,9 @@ class VectorStore(ABC):
 
     @abstractmethod
     def _query_images(self, matrix: np.ndarray, *, limit: int, hnsw_ef: int | None,
-                      corpora: list[str] | None) -> list[Sequence[object]]:
-        """Per query row, scored points (.id, .score) of `images`."""
+                      corpora: list[str] | None, oversampling: float | None) -> list[Sequence[object]]:
+        """Per query row, scored points (.id, .score) of `images`; with `oversampling`, from the quantized
+        copy, limit × oversampling candidates rescored with the originals."""
 
     @abstractmethod
     def _query_texts(self, matrix: np.ndarray, groups: list[list[str]], *, limit: int) -> list[Sequence[object]]:

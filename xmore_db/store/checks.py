@@ -8,7 +8,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..config import Settings
 from ..errors import StoreMismatchError, first_line
+from .storage import SETTING_OF, Storage, StorageRequest
 from .types import (
     CAPTION_VECTOR,
     IMAGES,
@@ -42,6 +44,31 @@ def check_provenance(stored: Provenance, configured: Provenance, location: str) 
             + "; ".join(problems)
             + ": configure the models it was built with, or use a new store"
         )
+
+
+def check_storage(recorded: Storage, request: StorageRequest, location: str) -> None:
+    """StoreMismatchError, one line naming the recorded storage and the settings that ask for another,
+    if `request` would build differently from what `recorded` says was built."""
+    built, asked = recorded.build(), request.resolve(recorded).build()
+    differing = [name for name in built if built[name] != asked[name]]
+    if not differing:
+        return
+    differences = [f"{name} {_shown(asked[name])} instead of {_shown(built[name])}" for name in differing]
+    # Each difference comes from its own knob if given, else from the profile.
+    asking = {name if name in request.given() else "profile" for name in differing}
+    setting = {"profile": "storage_profile", **SETTING_OF}
+    given = [f"{Settings.ENV[setting[name]]}={_shown(value)}" for name, value in request.given().items()
+             if name in asking]
+    raise StoreMismatchError(
+        f"the vector store at {location} was built with storage profile {recorded.profile} ({recorded.details()}); "
+        f"{', '.join(given)} {'asks' if len(given) == 1 else 'ask'} for another ({'; '.join(differences)}): "
+        f"unset {'it' if len(given) == 1 else 'them'} (an existing store keeps the storage it records) "
+        "or use a new store"
+    )
+
+
+def _shown(value: object) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
 
 
 def check_batch(batch: PairBatch, provenance: Provenance, location: str) -> tuple[

@@ -2,9 +2,11 @@
 
 Layout under the store path (`<home>/qdrant`):
 
-    xmore-store.json   what built the collections (written by init), the caption
-                       cache, and the index-build marker (written atomically)
-    images/            EdgeShard, named vector "coarse", HNSW m=16
+    xmore-store.json   what built the collections (written by init): the models and
+                       the storage (profile, HNSW m and ef_construct, corpus index);
+                       the caption cache, and the index-build marker (written atomically)
+    images/            EdgeShard, named vector "coarse", an HNSW graph, the quantized copy
+                       of a compact or tiny store
     texts/             EdgeShard, named vector "fine", no graph (m=0): only ever
                        searched under a has_id filter, which touches only the listed points
 
@@ -26,7 +28,8 @@ from ..errors import StoreError, StoreLockedError, StoreMismatchError, StoreNotI
 from ..files import write_atomically
 from .base import VectorStore
 from .checks import check_provenance, short
-from .types import CAPTION_VECTOR, COLLECTIONS, HNSW_EF_CONSTRUCT, IMAGES, LAYOUT, TEXTS, Provenance
+from .storage import STORAGE_KEY, Storage, StorageRequest
+from .types import CAPTION_VECTOR, COLLECTIONS, IMAGES, LAYOUT, TEXTS, Provenance
 
 RECORD_NAME = "xmore-store.json"
 RECORD_FORMAT = 1
@@ -40,9 +43,9 @@ class EdgeStore(VectorStore):
     backend = "qdrant-edge"
     write_chunk = WRITE_CHUNK
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, storage: StorageRequest | None = None):
         self.path = Path(path)
-        super().__init__(str(self.path))
+        super().__init__(str(self.path), storage)
         self._shards: dict[str, qe.EdgeShard] | None = None
 
     # -- lifecycle ---------------------------------------------------------
@@ -82,13 +85,14 @@ class EdgeStore(VectorStore):
         stored = self.stored_provenance()
         if stored is not None:
             check_provenance(stored, provenance, self.location)
+        storage = self._settle_storage(self.stored_storage())
         self._check_shard_sizes(provenance)
         if stored is None:
             self._write_record({"format": RECORD_FORMAT, "backend": self.backend,
-                                "provenance": provenance.to_dict()})
+                                "provenance": provenance.to_dict(), STORAGE_KEY: storage.to_dict()})
         created = [name for name in COLLECTIONS if not self._shard_exists(name)]
         self._load_shards(create=provenance)
-        for name in COLLECTIONS:  # counting, deleting and searching by corpus filter on it
+        for name in COLLECTIONS if storage.corpus_index else ():  # counting, deleting and searching by corpus
             shard = self._shard(name)
             with self._calls(f"indexing the corpus field of {name!r}"):
                 if "corpus" not in (shard.info().payload_schema or {}):
@@ -101,6 +105,7 @@ class EdgeStore(VectorStore):
         if stored is None:
             raise StoreNotInitializedError(f"no collections at {self.location}: run `xmore init`")
         check_provenance(stored, provenance, self.location)
+        self._settle_storage(self.stored_storage())
         self._check_shard_sizes(provenance)
         self._attach()
         self._checked = True
@@ -123,6 +128,9 @@ class EdgeStore(VectorStore):
     def _provenance(self) -> Provenance:
         self._attach()
         return self._stored
+
+    def _store_record(self) -> dict | None:
+        return self._record()
 
     def _metadata(self, collection: str) -> dict:
         record = self._record()  # one record for both shards
@@ -152,7 +160,9 @@ class EdgeStore(VectorStore):
         shard = self._shard(TEXTS)
         if drop:
             shard.update(qe.UpdateOperation.delete_vector_name(CAPTION_VECTOR))
-        shard.update(qe.UpdateOperation.create_dense_vector(CAPTION_VECTOR, dim, qe.Distance.Cosine))
+        # The datatype follows the storage; the placement cannot: a vector added later takes the engine's default.
+        shard.update(qe.UpdateOperation.create_dense_vector(CAPTION_VECTOR, dim, qe.Distance.Cosine,
+                                                            datatype=_datatype(self.storage())))
         shard.flush()
 
     def _delete_corpus(self, collection: str, corpus: str) -> None:
@@ -175,8 +185,9 @@ class EdgeStore(VectorStore):
             with_payload=["caption"], with_vector=False))
 
     def _query_images(self, matrix: np.ndarray, *, limit: int, hnsw_ef: int | None,
-                      corpora: list[str] | None) -> list[list[qe.ScoredPoint]]:
-        params = qe.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
+                      corpora: list[str] | None, oversampling: float | None) -> list[list[qe.ScoredPoint]]:
+        rescored = qe.QuantizationSearchParams(rescore=True, oversampling=oversampling) if oversampling else None
+        params = qe.SearchParams(hnsw_ef=hnsw_ef, quantization=rescored) if hnsw_ef or rescored else None
         vector = LAYOUT[IMAGES].vector
         where = qe.Filter(must=[qe.FieldCondition(key="corpus", match=qe.MatchAny(corpora))]) if corpora else None
         return self._shard(IMAGES).query_batch(qe.QueryBatchRequest([
@@ -239,7 +250,8 @@ class EdgeStore(VectorStore):
         return self._shards
 
     def _load_shards(self, *, create: Provenance | None) -> None:
-        """Load the shards not loaded yet; create absent ones from `create`, if given."""
+        """Load the shards not loaded yet; create absent ones from `create`, if given (with the storage
+        init settled)."""
         stored = self.stored_provenance()
         if stored is None:
             raise StoreNotInitializedError(f"no collections at {self.location}: run `xmore init`")
@@ -255,7 +267,7 @@ class EdgeStore(VectorStore):
                         shards[name] = qe.EdgeShard.load(folder)
                 elif create is not None:
                     with self._calls(f"creating the {name} collection"):
-                        shards[name] = qe.EdgeShard.create(folder, _config(name, create))
+                        shards[name] = qe.EdgeShard.create(folder, _config(name, create, self._storage))
                 else:
                     raise StoreNotInitializedError(
                         f"no collection {name!r} at {self.location}: run `xmore init`"
@@ -304,14 +316,32 @@ def locked_message(location: str) -> str:
     )
 
 
-def _config(name: str, provenance: Provenance) -> qe.EdgeConfig:
-    role, vector, m = LAYOUT[name]
+def _config(name: str, provenance: Provenance, storage: Storage) -> qe.EdgeConfig:
+    """The shard's engine config. What `exact` leaves at the engine's default is not written, so an
+    `exact` shard is configured as before storage profiles existed."""
+    role, vector, graph = LAYOUT[name]
     return qe.EdgeConfig(
-        vectors={vector: qe.EdgeVectorParams(size=getattr(provenance, f"{role}_dim"),
-                                             distance=qe.Distance.Cosine)},
-        hnsw_config=qe.HnswIndexConfig(m=m, ef_construct=HNSW_EF_CONSTRUCT,
+        vectors={vector: qe.EdgeVectorParams(
+            size=getattr(provenance, f"{role}_dim"), distance=qe.Distance.Cosine,
+            on_disk=True if storage.vectors_on_disk else None, datatype=_datatype(storage),
+            quantization_config=_quantization(storage) if graph else None)},
+        hnsw_config=qe.HnswIndexConfig(m=storage.hnsw_m if graph else 0, ef_construct=storage.hnsw_ef_construct,
                                        full_scan_threshold=FULL_SCAN_THRESHOLD_KB),
     )
+
+
+def _datatype(storage: Storage) -> qe.VectorStorageDatatype | None:
+    return qe.VectorStorageDatatype.Float16 if storage.datatype == "float16" else None
+
+
+def _quantization(storage: Storage) -> qe.ScalarQuantizationConfig | qe.BinaryQuantizationConfig | None:
+    """The quantized copy, held in RAM (always_ram) whatever the originals' placement: searches read it first."""
+    if storage.quantization == "scalar":
+        # quantile 0.99: the int8 range ignores the 1 % most extreme values (Qdrant's recommended setting).
+        return qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True)
+    if storage.quantization == "binary":
+        return qe.BinaryQuantizationConfig(always_ram=True)
+    return None
 
 
 def _corpus_filter(corpus: str) -> qe.Filter:

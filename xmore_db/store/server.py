@@ -8,14 +8,18 @@
     :memory:              the same, in memory
 
 The provenance lives in each collection's `metadata` (the images collection is
-authoritative for the coarse model, texts for the fine one). `texts` has no
-HNSW graph (m=0): it is only searched under a has_id filter, an exact scan of
-the listed points.
+authoritative for the coarse model, texts for the fine one), and so does the
+storage (storage.py: profile, HNSW m and ef_construct, corpus index), the same in
+both. `texts` has no HNSW graph (m=0): it is only searched under a has_id filter,
+an exact scan of the listed points. Local mode keeps the datatype and placement in
+its config but stores float32 and searches by brute force, with no quantized copy
+and no payload index: a compact or tiny store there answers exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,11 +34,13 @@ from ..errors import (
     StoreLockedError,
     StoreMismatchError,
     StoreNotInitializedError,
+    StoreReadOnlyError,
     StoreUnreachableError,
 )
 from .base import VectorStore
 from .checks import check_provenance, short
-from .types import CAPTION_VECTOR, COLLECTIONS, HNSW_EF_CONSTRUCT, IMAGES, LAYOUT, TEXTS, Provenance
+from .storage import STORAGE_KEY, Storage, StorageRequest
+from .types import CAPTION_VECTOR, COLLECTIONS, IMAGES, LAYOUT, TEXTS, Provenance
 
 METADATA_KEY = "xmore"
 METADATA_FORMAT = 1
@@ -50,17 +56,25 @@ class ServerStore(VectorStore):
     backend = "qdrant-server"
     write_chunk = WRITE_CHUNK
 
-    def __init__(self, client: QdrantClient, *, location: str, collection_prefix: str = ""):
-        super().__init__(location)
+    def __init__(self, client: QdrantClient, *, location: str, collection_prefix: str = "",
+                 shard_number: int | None = None, replication_factor: int | None = None,
+                 write_consistency_factor: int | None = None, storage: StorageRequest | None = None):
+        """The layout arguments apply to collections `init` creates; None leaves each to the server.
+        `storage`: what the settings ask of the storage (storage.py)."""
+        super().__init__(location, storage)
         self.client = client
         self.names = {name: f"{collection_prefix}{name}" for name in COLLECTIONS}
+        self.shard_number = shard_number
+        self.replication_factor = replication_factor
+        self.write_consistency_factor = write_consistency_factor
 
     @classmethod
     def from_settings(cls, settings: Settings, *, collection_prefix: str = "") -> ServerStore:
         url = (settings.qdrant_url or "").strip()
+        storage = StorageRequest.from_settings(settings)
         if url == ":memory:":
             return cls(QdrantClient(":memory:"), location=":memory:",
-                       collection_prefix=collection_prefix)
+                       collection_prefix=collection_prefix, storage=storage)
         if url.startswith("file:"):
             raw = url[len("file:"):]
             if raw.startswith("//"):
@@ -83,11 +97,13 @@ class ServerStore(VectorStore):
                 raise StoreError(
                     f"cannot open the local Qdrant store at {path}: {short(error)}"
                 ) from None
-            return cls(client, location=f"file:{path}", collection_prefix=collection_prefix)
+            return cls(client, location=f"file:{path}", collection_prefix=collection_prefix, storage=storage)
         if url.startswith(("http://", "https://")):
             client = QdrantClient(url=url, api_key=settings.qdrant_api_key,
                                   timeout=DEFAULT_TIMEOUT_S, check_compatibility=False)
-            return cls(client, location=mask_url_password(url), collection_prefix=collection_prefix)
+            return cls(client, location=mask_url_password(url), collection_prefix=collection_prefix,
+                       shard_number=settings.qdrant_shards, replication_factor=settings.qdrant_replicas,
+                       write_consistency_factor=settings.qdrant_write_consistency, storage=storage)
         raise ConfigError(
             f"qdrant url {url!r} is not understood: use http(s)://HOST:6333 for a server, "
             "file:PATH (qdrant-client local mode, tests and tiny corpora only) or :memory:"
@@ -113,17 +129,21 @@ class ServerStore(VectorStore):
     def init(self, provenance: Provenance) -> bool:
         infos = self._infos()
         self._validate(infos, provenance)
+        storage = self._settle_storage(self._storage_from(_store_record(infos)))
         missing = [name for name in (TEXTS, IMAGES) if infos[name] is None]
         for name in missing:
-            role, vector, m = LAYOUT[name]
+            role, vector, graph = LAYOUT[name]
             with self._calls(f"creating collection {self.names[name]!r}"):
                 self.client.create_collection(
                     self.names[name],
-                    vectors_config={vector: models.VectorParams(
-                        size=getattr(provenance, f"{role}_dim"), distance=models.Distance.COSINE)},
-                    hnsw_config=models.HnswConfigDiff(m=m, ef_construct=HNSW_EF_CONSTRUCT),
+                    vectors_config={vector: _vector_params(getattr(provenance, f"{role}_dim"), storage)},
+                    quantization_config=_quantization(storage) if graph else None,
+                    hnsw_config=models.HnswConfigDiff(m=storage.hnsw_m if graph else 0,
+                                                      ef_construct=storage.hnsw_ef_construct),
                     metadata={METADATA_KEY: {"format": METADATA_FORMAT, "role": role,
-                                             "provenance": provenance.to_dict()}},
+                                             "provenance": provenance.to_dict(), STORAGE_KEY: storage.to_dict()}},
+                    shard_number=self.shard_number, replication_factor=self.replication_factor,
+                    write_consistency_factor=self.write_consistency_factor,
                 )
         if missing:
             infos = self._infos()
@@ -137,7 +157,8 @@ class ServerStore(VectorStore):
                     "that records which models built it: use a Qdrant server that supports "
                     "collection metadata (1.16 or newer)"
                 )
-        self._index_corpus_field(infos)
+        if storage.corpus_index:
+            self._index_corpus_field(infos)
         self._stored, self._checked = provenance, True
         return bool(missing)
 
@@ -155,6 +176,36 @@ class ServerStore(VectorStore):
                 self.client.create_payload_index(self.names[name], "corpus",
                                                  field_schema=models.PayloadSchemaType.KEYWORD, wait=True)
 
+    def cluster_layout(self) -> dict[str, dict[str, int | None]] | None:
+        """Each collection's shards, copies and write consistency as the server reports them.
+
+        None in local mode (it keeps one copy and reports no layout) and before `xmore init`.
+        """
+        if self._is_local:
+            return None
+        infos = self._infos()
+        if not all(infos.values()):
+            return None
+        return {name: {"shard_number": info.config.params.shard_number,
+                       "replication_factor": info.config.params.replication_factor,
+                       "write_consistency_factor": info.config.params.write_consistency_factor}
+                for name, info in infos.items()}
+
+    def check_writable(self) -> None:
+        """StoreReadOnlyError now if the server refuses this client's writes (its read-only API key).
+
+        A command that also writes elsewhere (ingest registers its units in the SQL
+        ledger) calls this first, so a refusal leaves nothing behind. The probe is a
+        write that changes nothing: deleting the nil UUID, never a pair id (those are
+        UUID5). Local mode takes no key and is always writable.
+        """
+        self._provenance()
+        if self._is_local:
+            return
+        with self._calls("writing to the collections"):
+            self.client.delete(self.names[IMAGES], wait=True, points_selector=models.PointIdsList(
+                points=["00000000-0000-0000-0000-000000000000"]))
+
     @property
     def _is_local(self) -> bool:
         return self.location.startswith("file:") or self.location == ":memory:"
@@ -169,6 +220,7 @@ class ServerStore(VectorStore):
                 raise StoreNotInitializedError(
                     f"no collection {self.names[name]!r} at {self.location}: run `xmore init`"
                 )
+        self._settle_storage(self._storage_from(_store_record(infos)))
         self._stored, self._checked = provenance, True
 
     def _close(self) -> None:
@@ -176,6 +228,9 @@ class ServerStore(VectorStore):
             self.client.close()
 
     # -- engine hooks (see base.py) ----------------------------------------
+
+    def _store_record(self) -> dict | None:
+        return _store_record(self._infos())
 
     def _metadata(self, collection: str) -> dict:
         info = self.client.get_collection(self.names[collection])
@@ -199,8 +254,10 @@ class ServerStore(VectorStore):
     def _replace_caption_vector(self, dim: int, *, drop: bool) -> None:
         if drop:
             self.client.delete_vector_name(self.names[TEXTS], CAPTION_VECTOR)
+        # The datatype follows the storage; the placement cannot (as on Edge): an added vector takes the default.
         self.client.create_vector_name(self.names[TEXTS], CAPTION_VECTOR, models.DenseVectorNameConfig(
-            dense=models.DenseVectorConfig(size=dim, distance=models.Distance.COSINE)))
+            dense=models.DenseVectorConfig(size=dim, distance=models.Distance.COSINE,
+                                           datatype=_datatype(self.storage()))))
 
     def _delete_corpus(self, collection: str, corpus: str) -> None:
         self.client.delete(self.names[collection], wait=True,
@@ -222,8 +279,10 @@ class ServerStore(VectorStore):
             scroll_filter=models.Filter(must_not=[models.HasVectorCondition(has_vector=name)]))
 
     def _query_images(self, matrix: np.ndarray, *, limit: int, hnsw_ef: int | None,
-                      corpora: list[str] | None) -> list[list[object]]:
-        params = models.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
+                      corpora: list[str] | None, oversampling: float | None) -> list[list[object]]:
+        rescored = (models.QuantizationSearchParams(rescore=True, oversampling=oversampling)
+                    if oversampling else None)
+        params = models.SearchParams(hnsw_ef=hnsw_ef, quantization=rescored) if hnsw_ef or rescored else None
         where = (models.Filter(must=[models.FieldCondition(key="corpus", match=models.MatchAny(any=corpora))])
                  if corpora else None)
         responses = self.client.query_batch_points(self.names[IMAGES], requests=[
@@ -353,15 +412,25 @@ class ServerStore(VectorStore):
             return StoreUnreachableError(f"{unreachable}: {short(getattr(error, 'source', None) or error)}")
         if isinstance(error, UnexpectedResponse):
             code = error.status_code
+            detail = short(error.content.decode("utf-8", "replace") if error.content else "")
+            if code == 403 and _WRITE_REFUSED.search(detail):
+                return StoreReadOnlyError(
+                    f"the Qdrant key is read-only: {action} needs a read-write key (XMORE_QDRANT_API_KEY set to the "
+                    f"server's api_key, not its read_only_api_key); Qdrant at {self.location} answered 403")
             if code in (401, 403):
-                return StoreError(f"Qdrant at {self.location} refused the request ({code}): check XMORE_QDRANT_API_KEY")
+                return StoreError(f"Qdrant at {self.location} refused the request ({code} {error.reason_phrase}) "
+                                  f"while {action}: check XMORE_QDRANT_API_KEY")
             if code in (502, 503, 504):
                 return StoreUnreachableError(f"{unreachable}: HTTP {code} {error.reason_phrase}")
-            detail = short(error.content.decode("utf-8", "replace") if error.content else "")
             return StoreError(f"Qdrant at {self.location} answered {code} while {action}: {detail}")
         if isinstance(error, (ConnectionError, TimeoutError)) or _is_transport_error(error):
             return StoreUnreachableError(f"{unreachable}: {short(error)}")
         return StoreError(f"Qdrant failed while {action} at {self.location}: {short(error)}")
+
+
+# What Qdrant says when a key that may read is refused a write: "Global manage access is required" (the
+# read-only key), "Write access to collection … is required" or "Manage access … is required" (JWT roles).
+_WRITE_REFUSED = re.compile(r"\b(manage|write) access\b", re.IGNORECASE)
 
 
 def _is_transport_error(error: Exception) -> bool:
@@ -370,6 +439,37 @@ def _is_transport_error(error: Exception) -> bool:
     except ImportError:  # pragma: no cover - qdrant-client depends on httpx
         return False
     return isinstance(error, httpx.TransportError)
+
+
+def _store_record(infos: dict[str, object | None]) -> dict | None:
+    """The xmore record of the first existing collection (images first: both record the same storage)."""
+    for name in (IMAGES, TEXTS):
+        if infos.get(name) is not None:
+            metadata = getattr(infos[name].config, "metadata", None) or {}
+            record = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+            return record if isinstance(record, dict) else {}
+    return None
+
+
+def _vector_params(size: int, storage: Storage) -> models.VectorParams:
+    """What `exact` leaves at the server's default is not sent: an `exact` collection is created as before
+    storage profiles existed."""
+    return models.VectorParams(size=size, distance=models.Distance.COSINE,
+                               on_disk=True if storage.vectors_on_disk else None, datatype=_datatype(storage))
+
+
+def _datatype(storage: Storage) -> models.Datatype | None:
+    return models.Datatype.FLOAT16 if storage.datatype == "float16" else None
+
+
+def _quantization(storage: Storage) -> models.ScalarQuantization | models.BinaryQuantization | None:
+    """The quantized copy of `images`, held in RAM whatever the originals' placement (as edge.py's)."""
+    if storage.quantization == "scalar":
+        return models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, quantile=0.99, always_ram=True))
+    if storage.quantization == "binary":
+        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+    return None
 
 
 def _metadata_provenance(info: object, collection: str, location: str) -> Provenance:

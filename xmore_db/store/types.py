@@ -27,19 +27,17 @@ FINE_VECTOR = "fine"
 # so that classification encodes no caption at query time (the caption cache).
 CAPTION_VECTOR = "classifier"
 
-HNSW_M = 16
-HNSW_EF_CONSTRUCT = 100
 
 
 class Layout(NamedTuple):
     role: str  # the model role whose vectors the collection holds
     vector: str  # the named vector
-    m: int  # HNSW m; 0: no graph
+    graph: bool  # whether it gets an HNSW graph (its m and ef_construct: the store's Storage) and a quantized copy
 
 
-# `texts` gets no graph (m=0): it is only searched under a has_id filter, an exact
-# scan of the listed points. Only `images` needs an index build after a bulk load.
-LAYOUT = {IMAGES: Layout("coarse", COARSE_VECTOR, HNSW_M), TEXTS: Layout("fine", FINE_VECTOR, 0)}
+# `texts` gets no graph (m=0) and no quantized copy: it is only searched under a has_id
+# filter, an exact scan of the listed points. Only `images` needs an index build after a bulk load.
+LAYOUT = {IMAGES: Layout("coarse", COARSE_VECTOR, True), TEXTS: Layout("fine", FINE_VECTOR, False)}
 
 # Fixed forever: changing it would give every stored pair a new id.
 PAIR_NAMESPACE = uuid.UUID("1e40783b-1b06-40d2-bb23-62347f75a1c8")
