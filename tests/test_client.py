@@ -151,7 +151,7 @@ def test_a_remote_run_loads_no_model_and_opens_no_store(url, query_images, label
         "try:\n"
         "    app(prog_name='xmore', args=sys.argv[1:])\n"
         "finally:\n"
-        "    heavy = ('torch', 'open_clip', 'qdrant_edge', 'qdrant_client')\n"
+        "    heavy = ('torch', 'open_clip', 'qdrant_edge', 'qdrant_client', 'sqlalchemy', 'alembic')\n"
         "    print('LOADED', [m for m in heavy if m in sys.modules], file=sys.stderr)\n"
     )
     for args in (["classify", *query_images[:2], "--labels", labels_file, "--stream", "subprocess", "--json"],

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from ..errors import StoreLockedError
-from ..history.owners import CorpusOwners
 from ..workspace import Workspace
 from . import options as opt
 from .base import make_app, settings_from, store_state
@@ -56,7 +55,7 @@ def list_corpora(ctx: typer.Context, json: opt.Json = False):
     with Workspace(settings_from(ctx)) as ws:
         ws.database.check()
         corpora = ws.ledger.corpora()
-        teams = CorpusOwners(ws.database).teams()  # a corpus without a row belongs to the open team (None)
+        teams = _owners(ws).teams()  # a corpus without a row belongs to the open team (None)
         points, busy = _points(ws, [c.corpus for c in corpora])
     out = [_corpus_json(c) | {"team": teams.get(c.corpus), "points": points[c.corpus], "store": store_state(busy)}
            for c in corpora]
@@ -74,13 +73,20 @@ def list_corpora(ctx: typer.Context, json: opt.Json = False):
         typer.echo(f"store busy: {store_state(busy)['message']}")
 
 
+def _owners(ws: Workspace):
+    """The corpus-team records; imported here because SQLAlchemy would slow every `xmore` start."""
+    from ..history.owners import CorpusOwners
+
+    return CorpusOwners(ws.database)
+
+
 @app.command()
 def show(ctx: typer.Context, name: CorpusName, json: opt.Json = False):
     """Show a corpus' work units: status, rows, skipped rows with reasons, errors, timings."""
     with Workspace(settings_from(ctx)) as ws:
         ws.database.check()
         units = ws.ledger.units(name)
-        owner = CorpusOwners(ws.database).owner(name)
+        owner = _owners(ws).owner(name)
         counts, busy = _points(ws, [name])
         points = counts[name]
     if json:
@@ -112,7 +118,7 @@ def delete(ctx: typer.Context, name: CorpusName, yes: opt.Yes = False, json: opt
         with ledger.writer_lock():
             store.delete_corpus(name)
             removed = ledger.delete(name)
-            CorpusOwners(ws.database).forget(name)
+            _owners(ws).forget(name)
     result = {"corpus": name, "points_removed": points, "units_removed": removed}
     if json:
         echo_json(result)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..history.keys import ROLES, ApiKey, KeyStore
 from ..workspace import Workspace
 from . import options as opt
 from .base import make_app, settings_from
 from .render import echo_json, echo_table
+
+if TYPE_CHECKING:  # the key store pulls in SQLAlchemy: imported when a command runs, so `xmore --help` stays quick
+    from ..history.keys import ApiKey, KeyStore
 
 app = make_app("Create, list and revoke the API keys of `xmore serve`. Only a hash of each key is stored; "
                "a key is printed once, when it is created.")
@@ -19,6 +21,8 @@ app = make_app("Create, list and revoke the API keys of `xmore serve`. Only a ha
 
 def _role(value: str) -> str:
     """A usage error (exit 2) naming the roles, like every other malformed argument."""
+    from ..history.keys import ROLES
+
     if value not in ROLES:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(ROLES)}")
     return value
@@ -37,6 +41,8 @@ KeyId = Annotated[int, typer.Argument(help="The key's id, as `xmore keys list` s
 
 
 def _store(ws: Workspace) -> KeyStore:
+    from ..history.keys import KeyStore
+
     ws.history.check()
     return KeyStore(ws.database)
 

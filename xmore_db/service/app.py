@@ -322,6 +322,8 @@ def create_app(index: Index, *, keys: Keys | None = None, settings: ServiceSetti
                 "vector_backend": s.vector_backend, "vector_location": mask_url_password(str(store.location)),
                 "collections": store.counts(), "provenance": asdict(store.stored_provenance()),
                 "caption_cache": asdict(cache) if cache else None,
+                "storage": (store.requested_storage.searched(stored).to_dict()
+                            if (stored := store.stored_storage()) else None),
                 "database": s.masked()["database_url"], "database_revision": revision, "streams": len(streams),
                 "team": who.team, "role": who.role, "admin": who.admin, "keys_required": keys.required,
                 "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
