@@ -299,6 +299,9 @@ def test_client_label_sets_corpora_and_keys(url, keyed, query_images, corpus_dir
         assert [(s["name"], s["labels"]) for s in server.labelsets()] == [("shapes", SHAPES)]
         [result] = server.classify(query_images[:1], label_set="shapes", stream="by-label-set")
         assert result["labels"] == SHAPES and result["seq"] == 1
+        by_cli = ok_json("--server", url, "classify", query_images[1], "--label-set", "shapes", "--stream",
+                         "by-label-set")
+        assert [(r["labels"], r["seq"]) for r in by_cli] == [(SHAPES, 2)]
         assert server.delete_labelset("shapes") == {"name": "shapes", "deleted": True}
         with pytest.raises(ServerError, match=r"^no label set named 'shapes'") as raised:
             server.labelset("shapes")

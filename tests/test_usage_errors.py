@@ -18,6 +18,15 @@ def test_usage_errors_are_one_line_exit_2(backend_env, labels_file):
     assert "'bogus' is not one of embeddings, webdataset, files, folder" in line
 
 
+def test_classify_takes_labels_or_a_server_label_set(backend_env, query_images, labels_file):
+    line = fails("classify", query_images[0], code=2)
+    assert "give the class names with --labels FILE, or with --server a saved --label-set NAME" in line
+    line = fails("classify", query_images[0], "--labels", labels_file, "--label-set", "shapes", code=2)
+    assert "(one of the two)" in line
+    line = fails("classify", query_images[0], "--label-set", "shapes", code=2)
+    assert "label sets are kept by a server: --label-set needs --server URL" in line
+
+
 def test_messages_name_flags_not_fields(backend_env, query_images, labels_file):
     line = fails("classify", query_images[0], "--labels", labels_file, "-k", "16", "-K", "4")
     assert "-k/--fine-k (16, XMORE_FINE_K) cannot exceed -K/--coarse-k (4, XMORE_COARSE_K)" in line

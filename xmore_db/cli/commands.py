@@ -249,7 +249,10 @@ def _retrieve_locally(ctx: typer.Context, image: Path, *, coarse: bool, coarse_k
 def classify(
     ctx: typer.Context,
     images: Annotated[list[Path], typer.Argument(help="Images to classify, in stream order.")],
-    labels: Annotated[Path, typer.Option("--labels", "-l", help="Class names, one per line.")],
+    labels: Annotated[Path | None, typer.Option("--labels", "-l", help="Class names, one per line.")] = None,
+    label_set: Annotated[str | None, typer.Option(
+        "--label-set", metavar="NAME",
+        help="With --server: a label set saved on the server (PUT /v1/labelsets/NAME), instead of --labels.")] = None,
     stream: Annotated[str, typer.Option("--stream", "-s", envvar="XMORE_STREAM",
                                         help="Stream whose confidence history normalises the weights: 1 to 200 "
                                              "printable characters, no space at either end.")] = "default",
@@ -275,15 +278,21 @@ def classify(
     from .remote import refuse_local_options, remote, server
 
     check_stream_name(stream)
+    if (labels is None) == (label_set is None):
+        raise typer.BadParameter("give the class names with --labels FILE, or with --server a saved --label-set "
+                                 "NAME (one of the two)", param_hint="--labels")
     if remote(ctx):  # before the imports below: a remote classify loads no model and opens no store
         refuse_local_options(ctx, normalize="--normalize", template="--template", coarse_k="--coarse-k",
                              fine_k="--fine-k", textbank="--textbank", fusion="--fusion", device="--device")
-        class_names = read_labels(labels)
+        class_names = read_labels(labels) if labels is not None else None
         with server(ctx) as client:
-            out = client.classify(list(images), labels=class_names, stream=stream, method=method_name,
-                                  corpora=corpus or None)
+            out = client.classify(list(images), labels=class_names, label_set=label_set, stream=stream,
+                                  method=method_name, corpora=corpus or None)
         _echo_classifications(out, json=json)
         return
+    if label_set is not None:
+        raise typer.BadParameter("label sets are kept by a server: --label-set needs --server URL (or "
+                                 "XMORE_SERVER); locally give --labels FILE", param_hint="--label-set")
     from ..classify import classify_methods, classify_paths
     from ..coder.encode import read_bank
     from ..methods import get_method
