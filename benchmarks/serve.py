@@ -329,7 +329,11 @@ def main() -> None:
         for clients in client_counts:
             results[clients] = {"serve": [], "processes": []}
             with_processes = clients in process_counts
-            if with_processes and clients * per_process_kib * 1.5 > available_kib():
+            if not with_processes:
+                print(f"| {clients} | processes | - | | | | | | | | | not run (not in --process-clients): "
+                      f"{clients} processes would hold about {clients * per_process_kib / 1024**2:.0f} GiB RssAnon",
+                      flush=True)
+            elif clients * per_process_kib * 1.5 > available_kib():
                 with_processes = False
                 print(f"| {clients} | processes | - | | | | | | | | | skipped: {clients} processes need about "
                       f"{clients * per_process_kib / 1024**2:.1f} GiB, more than the memory free", flush=True)

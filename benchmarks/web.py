@@ -88,11 +88,19 @@ def unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
 
 
 @contextmanager
-def serving(app):
+def serving(app, *, tcp_socket: bool):
+    """uvicorn on a loopback port, on a socket bound as `xmore serve` binds it, or (`tcp_socket`) made with
+    IPPROTO_TCP: asyncio sets TCP_NODELAY only on connections of such a socket, and without it each answer
+    on a kept-alive connection can wait ~40 ms for the client's delayed ACK (Nagle)."""
     import uvicorn
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    from xmore_db.cli.serve import _listen
+
+    if tcp_socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.bind(("127.0.0.1", 0))
+    else:
+        sock = _listen("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -190,6 +198,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=None, help="keep the store here (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--tcp-socket", action="store_true",
+                        help="listen on a socket made with IPPROTO_TCP instead of the one `xmore serve` makes")
     args = parser.parse_args()
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
     if missing:
@@ -206,13 +216,13 @@ def main() -> None:
     if not (work / "home").exists():
         build_home(work, args.pairs, args.images)
     report: dict = {"pairs": args.pairs, "images": args.images, "machine": platform.platform(),
-                    "cpus": os.cpu_count()}
+                    "cpus": os.cpu_count(), "tcp_socket": args.tcp_socket}
     with xmore_db.open(home=work / "home", **tiny_models()) as index:
         key = KeyStore(index._workspace.database).create("bench", "query").api_key
         app = create_app(index, keys=Keys(KeyStore(index._workspace.database)), preload=True)
         driver = chromium()
         try:
-            with serving(app) as url:
+            with serving(app, tcp_socket=args.tcp_socket) as url:
                 driver.get(f"{url}/healthz")
                 driver.execute_script("sessionStorage.setItem('xmore-api-key', arguments[0])", key)
                 report["first_load"] = first_load(driver, url)

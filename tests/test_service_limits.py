@@ -69,7 +69,7 @@ class Gate:
         self.batches.append(len(jobs))
         if len(self.batches) == 1:
             self.entered.set()
-            assert self.released.wait(60), "the test never released the batcher"
+            assert self.released.wait(300), "the test never released the batcher"
 
     def release(self):
         self.released.set()
@@ -99,7 +99,7 @@ def metric(url, name):
     return None if found is None else float(found.group(1))
 
 
-def wait_for(condition, what, timeout=30.0):
+def wait_for(condition, what, timeout=120.0):
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to bind; loopback by default.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535,
+                                      help="TCP port; 0: a free one, named on stderr.")] = 8000,
     open_: Annotated[bool, typer.Option(
         "--open", help="Serve without API keys: one open team, every caller an admin, stream names as the CLI's. "
                        "Loopback hosts only. Without it, requests need a key made by `xmore keys create`.")] = False,

@@ -27,9 +27,10 @@ from ..history.units import DONE, PENDING, worker_id
 from ..sources import open_source
 from ..sources.base import UNDECODABLE_IMAGE, RowBatch, caption_problems, fingerprint, vector_problems
 from ..store import PairBatch, pair_id
+from ..store.types import pair_ids
 from .accounting import CHANGED_NOTE, Attempt, InFlight, all_skipped, changed_units, counted
 from .report import IngestReport, UnitOutcome, summarize
-from .writer import AfterWrite, Writer, raise_failed_writes
+from .writer import DEFAULT_FLUSH_ROWS, AfterWrite, Writer, raise_failed_writes
 
 if TYPE_CHECKING:
     from ..history.units import Claim, UnitLedger
@@ -51,9 +52,10 @@ class IngestOptions:
     max_caption_chars: int = DEFAULT_MAX_CAPTION_CHARS
     decode_threads: int = 4
     optimize: bool = True  # build the graph at the end (benchmarks time the writes without it)
+    flush_rows: int = DEFAULT_FLUSH_ROWS  # rows written between two flushes of the store (`writer`)
 
     def __post_init__(self) -> None:
-        for name in ("workers", "write_batch", "max_caption_chars", "decode_threads"):
+        for name in ("workers", "write_batch", "max_caption_chars", "decode_threads", "flush_rows"):
             if getattr(self, name) < 1:
                 raise BadInputError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
 
@@ -192,7 +194,9 @@ class _Run:
         self.on_progress, self.on_unit = on_progress, on_unit
         self.outcomes: list[UnitOutcome] = []
         self.stop = threading.Event()
-        self.store_lock = threading.Lock()  # qdrant-client's local mode is not thread-safe
+        # Ids are looked up while the writer writes, unless the engine takes one call at a time
+        # (qdrant-client's local mode is not thread-safe).
+        self.store_lock = nullcontext() if store.concurrent_calls else threading.Lock()
         self.encode_lock = threading.Lock()  # one encoder call at a time; torch already uses every core
         self._encoders = dict(encoders)
         self._lock = threading.Lock()
@@ -201,7 +205,7 @@ class _Run:
     # -- threads ------------------------------------------------------------
 
     def work(self) -> None:
-        self.writer = Writer(self.store, self.store_lock, self.after_write)
+        self.writer = Writer(self.store, self.store_lock, self.after_write, self.options.flush_rows)
         self.decoder = ThreadPoolExecutor(self.options.decode_threads, thread_name_prefix="xmore-decode")
         try:
             if self.options.workers == 1:
@@ -282,7 +286,8 @@ class _Run:
                     raise_failed_writes(futures)
             except UnitReadError as exc:
                 error = str(exc)
-            for future in futures:  # the unit is done only once every batch of it is durable
+            self.writer.seal()  # the unit is done only once every batch of it is durable
+            for future in futures:
                 future.result()
         finally:
             self.in_flight.finish(claim.unit)
@@ -329,7 +334,7 @@ class _Run:
             batch = batch.keep([p is None for p in problems], problems)
         if not len(batch):
             return batch
-        ids = [pair_id(self.corpus, key) for key in batch.keys]
+        ids = pair_ids(self.corpus, batch.keys)
         elsewhere = self.in_flight.take(attempt.unit, ids)  # keys of other units whose writes may not be durable
         with self.store_lock:
             stored = self.store.existing_ids(ids)

@@ -206,12 +206,14 @@ def caption_problems(captions: list[str], max_chars: int) -> list[str | None]:
 
 def vector_problems(vectors: np.ndarray) -> list[str | None]:
     """Per row: NaN/infinite values, or (almost) no length; None when usable."""
-    finite = np.isfinite(vectors).all(axis=1)
-    safe = np.where(finite[:, None], vectors, 0.0)
-    norms = np.linalg.norm(safe, axis=1)
+    squares = np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64)  # NaN/inf propagate; no overflow
+    finite = np.isfinite(squares)
+    if finite.all() and (squares >= MIN_NORM ** 2).all():
+        return [None] * len(vectors)  # the usual batch: no row to look at in Python
+    finite = np.isfinite(vectors).all(axis=1)  # a square can overflow where the values are finite
     return [
-        NAN_EMBEDDING if not ok else (ZERO_NORM_EMBEDDING if norm < MIN_NORM else None)
-        for ok, norm in zip(finite.tolist(), norms.tolist(), strict=True)
+        NAN_EMBEDDING if not ok else (ZERO_NORM_EMBEDDING if square < MIN_NORM ** 2 else None)
+        for ok, square in zip(finite.tolist(), squares.tolist(), strict=True)
     ]
 
 

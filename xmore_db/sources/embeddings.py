@@ -46,7 +46,7 @@ from .base import (
     natural_key,
     unit_error,
 )
-from .payload import URL_COLUMN, check_keep, extras, lookup
+from .payload import URL_COLUMN, check_keep, json_value, lookup
 
 KIND = "embeddings"
 _PARTITION = re.compile(r"img_emb_(\d+)\.npy")
@@ -217,13 +217,20 @@ class EmbeddingsFolder:
 
 
 def _extras(record_batch, kept: dict[str, str], keep: tuple[str, ...], size: int) -> list[dict]:
-    """Each row's payload fields: url, image_path as `path`, the --keep-columns columns."""
+    """Each row's payload fields, as `payload.extras` makes them: url, image_path as `path`, the
+    --keep-columns columns. Built a column at a time: a row dict per row cost more than the reading."""
     values = {lower: record_batch.column(name).to_pylist()[:size] for lower, name in kept.items()}
-    out = []
-    for i in range(size):
-        row = {lower: column[i] for lower, column in values.items()}
-        path = row.get(PATH_COLUMN)
-        out.append(extras(row, keep, path=str(path) if path not in (None, "") else None))
+    out: list[dict] = [{} for _ in range(size)]
+    for row, url in zip(out, values.get(URL_COLUMN, ()), strict=False):
+        if isinstance(url, str) and url.strip():
+            row["url"] = url.strip()
+    for row, path in zip(out, values.get(PATH_COLUMN, ()), strict=False):
+        if path not in (None, ""):
+            row["path"] = str(path)
+    chosen = [(name, values[name.lower()]) for name in keep if name.lower() in values]
+    if chosen:
+        for i, row in enumerate(out):
+            row["metadata"] = {name: json_value(column[i]) for name, column in chosen}
     return out
 
 

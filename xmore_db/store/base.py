@@ -19,6 +19,7 @@ is already apart (checks.py), and so are the records (types.py).
 from __future__ import annotations
 
 import contextlib
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -77,7 +78,7 @@ class VectorStore(ABC):
 
     backend: str  # "qdrant-edge" | "qdrant-server"
     location: str  # path or URL, never a secret
-    write_chunk: int  # points per engine write call
+    concurrent_calls: bool = False  # whether two threads may call the engine at once (ingest reads while it writes)
 
     def __init__(self, location: str, storage: StorageRequest | None = None):
         """`storage`: what the settings ask of the storage (storage.py); nothing asked by default."""
@@ -150,28 +151,41 @@ class VectorStore(ABC):
 
     def upsert_pairs(self, batch: PairBatch) -> None:
         """Write texts, then images, and return once both are durable."""
+        self.upsert_pair_batches([batch])
+
+    def upsert_pair_batches(self, batches: Sequence[PairBatch]) -> None:
+        """Write the texts of all `batches`, then their images, and return once all are durable.
+
+        Each collection is made durable once for the lot: a flush of Qdrant Edge costs about
+        the same for one point as for thousands, so a bulk load hands several batches at a
+        time (ingest's writer does). Every batch is checked before anything is written.
+        """
         self._require_open()
-        ids, images, texts = check_batch(batch, self._provenance(), self.location)
-        if not ids:
+        provenance = self._provenance()
+        texts: list[_Points] = []
+        images: list[_Points] = []
+        for batch in batches:
+            ids, image_vectors, text_vectors = check_batch(batch, provenance, self.location)
+            if not ids:
+                continue
+            named = {FINE_VECTOR: text_vectors}
+            if batch.caption_vectors is not None:
+                named[CAPTION_VECTOR] = check_caption_vectors(
+                    self.caption_cache(), batch.caption_vectors, len(ids), self.location)
+            texts.append((ids, named, text_payloads(batch)))
+            images.append((ids, {COARSE_VECTOR: image_vectors},
+                           [{"corpus": batch.corpus, "key": key} for key in batch.keys]))
+        if not texts:
             return
-        text_vectors = {FINE_VECTOR: texts}
-        if batch.caption_vectors is not None:
-            text_vectors[CAPTION_VECTOR] = check_caption_vectors(
-                self.caption_cache(), batch.caption_vectors, len(ids), self.location)
         # Texts first: an image point is what makes a pair reachable (coarse search),
         # so a crash in between leaves at most an orphan caption nobody finds.
-        self._write(TEXTS, ids, text_vectors, text_payloads(batch), "writing captions")
-        self._write(IMAGES, ids, {COARSE_VECTOR: images},
-                    [{"corpus": batch.corpus, "key": key} for key in batch.keys], "writing images")
+        self._write(TEXTS, texts, "writing captions")
+        self._write(IMAGES, images, "writing images")
 
-    def _write(self, collection: str, ids: list[str], vectors: dict[str, np.ndarray],
-               payloads: list[dict], action: str) -> None:
+    def _write(self, collection: str, parts: list[_Points], action: str) -> None:
         with self._calls(action):
-            for start in range(0, len(ids), self.write_chunk):
-                stop = start + self.write_chunk
-                self._write_points(collection, ids[start:stop],
-                                   {name: matrix[start:stop] for name, matrix in vectors.items()},
-                                   payloads[start:stop])
+            for ids, vectors, payloads in _joined(parts):
+                self._write_points(collection, ids, vectors, payloads)
             self._flush(collection)
 
     def delete_corpus(self, corpus: str) -> None:
@@ -444,7 +458,8 @@ class VectorStore(ABC):
     @abstractmethod
     def _write_points(self, collection: str, ids: list[str], vectors: dict[str, np.ndarray],
                       payloads: list[dict]) -> None:
-        """Upsert one chunk of points: named vectors (rows match ids) and payloads."""
+        """Upsert points: named vectors (float32, rows match ids) and payloads, in as many engine calls
+        as the engine wants."""
 
     @abstractmethod
     def _flush(self, collection: str) -> None:
@@ -512,6 +527,21 @@ class VectorStore(ABC):
     @abstractmethod
     def _build_indexes(self) -> None:
         """Build (or start building) the index of every collection."""
+
+
+_Points = tuple[list[str], dict[str, np.ndarray], list[dict]]  # ids, named vectors (rows match ids), payloads
+
+
+def _joined(parts: list[_Points]) -> Iterator[_Points]:
+    """Neighbouring parts with the same named vectors joined: one engine write for each run of them."""
+    for _, group in itertools.groupby(parts, key=lambda part: tuple(part[1])):
+        run = list(group)
+        if len(run) == 1:
+            yield run[0]
+            continue
+        yield ([pid for ids, _, _ in run for pid in ids],
+               {name: np.concatenate([vectors[name] for _, vectors, _ in run]) for name in run[0][1]},
+               [payload for _, _, payloads in run for payload in payloads])
 
 
 # Re-exported: older imports name these here.

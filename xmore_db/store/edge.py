@@ -17,6 +17,7 @@ base.py; this module holds the engine calls.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import json
 from pathlib import Path
@@ -41,7 +42,7 @@ class EdgeStore(VectorStore):
     """Qdrant Edge shards under `path`. Constructing touches nothing; init() or open() does."""
 
     backend = "qdrant-edge"
-    write_chunk = WRITE_CHUNK
+    concurrent_calls = True  # an EdgeShard takes calls from several threads (ingest looks ids up while it writes)
 
     def __init__(self, path: str | Path, storage: StorageRequest | None = None):
         self.path = Path(path)
@@ -141,11 +142,13 @@ class EdgeStore(VectorStore):
 
     def _write_points(self, collection: str, ids: list[str], vectors: dict[str, np.ndarray],
                       payloads: list[dict]) -> None:
-        # Lists convert to the engine's vectors faster than numpy rows do.
-        rows = {name: matrix.tolist() for name, matrix in vectors.items()}
-        points = [qe.Point(pid, {name: rows[name][i] for name in rows}, payload)
-                  for i, (pid, payload) in enumerate(zip(ids, payloads, strict=True))]
-        self._shard(collection).update(qe.UpdateOperation.upsert_points(points))
+        shard = self._shard(collection)
+        for start in range(0, len(ids), WRITE_CHUNK):
+            stop = start + WRITE_CHUNK
+            rows = {name: engine_rows(matrix[start:stop]) for name, matrix in vectors.items()}
+            points = [qe.Point(pid, {name: rows[name][i] for name in rows}, payload)
+                      for i, (pid, payload) in enumerate(zip(ids[start:stop], payloads[start:stop], strict=True))]
+            shard.update(qe.UpdateOperation.upsert_points(points))
 
     def _flush(self, collection: str) -> None:
         self._shard(collection).flush()
@@ -153,7 +156,7 @@ class EdgeStore(VectorStore):
     def _write_vectors(self, collection: str, ids: list[str], name: str, matrix: np.ndarray) -> None:
         shard = self._shard(collection)
         shard.update(qe.UpdateOperation.update_vectors(
-            [qe.PointVectors(pid, {name: v}) for pid, v in zip(ids, matrix.tolist(), strict=True)]))
+            [qe.PointVectors(pid, {name: v}) for pid, v in zip(ids, engine_rows(matrix), strict=True)]))
         shard.flush()
 
     def _replace_caption_vector(self, dim: int, *, drop: bool) -> None:
@@ -306,6 +309,13 @@ class EdgeStore(VectorStore):
         """Replace the record atomically and durably: it is the store's memory of what built it."""
         text = json.dumps(data, indent=2, sort_keys=True) + "\n"
         write_atomically(self.record_path, lambda handle: handle.write(text.encode("utf-8")), durable=True)
+
+
+def engine_rows(matrix: np.ndarray) -> list[array.array]:
+    """The rows of a float32 matrix as the engine takes them fastest: array('f') rows convert to its
+    vectors in less than half the time of the lists of Python floats tolist() makes (512 to 768
+    dimensions, measured), bit for bit the same values."""
+    return [array.array("f", row.tobytes()) for row in np.ascontiguousarray(matrix, dtype=np.float32)]
 
 
 def locked_message(location: str) -> str:

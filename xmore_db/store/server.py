@@ -19,6 +19,8 @@ and no payload index: a compact or tiny store there answers exactly.
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +48,10 @@ METADATA_KEY = "xmore"
 METADATA_FORMAT = 1
 DEFAULT_TIMEOUT_S = 30
 WRITE_CHUNK = 256
+# Processes sending one write's chunks at once, each at least UPLOAD_CHUNKS_PER_PROCESS chunks (a process
+# takes about a second to start and import qdrant-client).
+UPLOAD_PROCESSES = min(4, os.cpu_count() or 1)
+UPLOAD_CHUNKS_PER_PROCESS = 8
 # Qdrant's default indexing threshold (KB), restored after a bulk load that found 0.
 DEFAULT_INDEXING_THRESHOLD_KB = 20_000
 
@@ -54,7 +60,6 @@ class ServerStore(VectorStore):
     """Collections `{prefix}images` and `{prefix}texts` behind a QdrantClient (which it closes)."""
 
     backend = "qdrant-server"
-    write_chunk = WRITE_CHUNK
 
     def __init__(self, client: QdrantClient, *, location: str, collection_prefix: str = "",
                  shard_number: int | None = None, replication_factor: int | None = None,
@@ -210,6 +215,11 @@ class ServerStore(VectorStore):
     def _is_local(self) -> bool:
         return self.location.startswith("file:") or self.location == ":memory:"
 
+    @property
+    def concurrent_calls(self) -> bool:
+        """A server's client takes calls from several threads; local mode's is not thread-safe."""
+        return not self._is_local
+
     def open(self, provenance: Provenance) -> None:
         infos = self._infos()
         if not any(infos.values()):
@@ -241,8 +251,19 @@ class ServerStore(VectorStore):
 
     def _write_points(self, collection: str, ids: list[str], vectors: dict[str, np.ndarray],
                       payloads: list[dict]) -> None:
-        self.client.upsert(self.names[collection], wait=True, points=models.Batch(
-            ids=ids, vectors={name: matrix.tolist() for name, matrix in vectors.items()}, payloads=payloads))
+        """qdrant-client's batched upload, WRITE_CHUNK points a request, each waited for; on a server,
+        sent by several processes at once where there are enough chunks to repay starting them."""
+        upload = functools.partial(self.client.upload_collection, self.names[collection], vectors=dict(vectors),
+                                   payload=payloads, ids=ids, batch_size=WRITE_CHUNK, max_retries=0, wait=True)
+        processes = 1 if self._is_local else upload_processes(len(ids))
+        if processes == 1:
+            upload(parallel=1)
+            return
+        try:
+            upload(parallel=processes)
+        except RuntimeError:
+            # The pool says only that a worker failed; the same upload (ids fixed: it overwrites) here says why.
+            upload(parallel=1)
 
     def _flush(self, collection: str) -> None:
         """Nothing to do: every write waited (wait=True)."""
@@ -431,6 +452,12 @@ class ServerStore(VectorStore):
 # What Qdrant says when a key that may read is refused a write: "Global manage access is required" (the
 # read-only key), "Write access to collection … is required" or "Manage access … is required" (JWT roles).
 _WRITE_REFUSED = re.compile(r"\b(manage|write) access\b", re.IGNORECASE)
+
+
+def upload_processes(points: int) -> int:
+    """How many processes upload `points` points to a server."""
+    chunks = -(-points // WRITE_CHUNK)
+    return max(1, min(UPLOAD_PROCESSES, chunks // UPLOAD_CHUNKS_PER_PROCESS))
 
 
 def _is_transport_error(error: Exception) -> bool:

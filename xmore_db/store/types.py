@@ -12,7 +12,9 @@ overwrites, never duplicates.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import NamedTuple
 
@@ -45,9 +47,26 @@ PAIR_NAMESPACE = uuid.UUID("1e40783b-1b06-40d2-bb23-62347f75a1c8")
 
 def pair_id(corpus: str, key: str) -> str:
     """The id of the pair `key` of `corpus` in both collections (a UUID string)."""
+    return pair_ids(corpus, [key])[0]
+
+
+def pair_ids(corpus: str, keys: Iterable[str]) -> list[str]:
+    """The ids of the pairs `keys` of `corpus`: uuid5(PAIR_NAMESPACE, corpus + "\\x1f" + key) each.
+
+    The hash is taken here rather than by uuid.uuid5, which builds two UUID objects
+    per id: ingest makes an id for every row, and this is several times cheaper.
+    """
     if "\x1f" in corpus:
         raise ValueError(f"corpus name {corpus!r} contains the reserved separator \\x1f")
-    return str(uuid.uuid5(PAIR_NAMESPACE, f"{corpus}\x1f{key}"))
+    prefix = PAIR_NAMESPACE.bytes + f"{corpus}\x1f".encode()
+    out = []
+    for key in keys:
+        digest = bytearray(hashlib.sha1(prefix + key.encode()).digest()[:16])
+        digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+        digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = digest.hex()
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -105,7 +124,7 @@ class PairBatch:
 
     @property
     def ids(self) -> list[str]:
-        return [pair_id(self.corpus, key) for key in self.keys]
+        return pair_ids(self.corpus, self.keys)
 
 
 @dataclass(frozen=True)
