@@ -14,7 +14,7 @@ DEMO_EVAL := $(foreach t,shape colour texture shape-sketch,--dataset $(DEMO)/tes
 	--textbank $(t)=$(DEMO)/textbanks/$(t).json) --seeds 0,1,2 \
 	--corpus-attributes toy-web=$(DEMO)/corpus/attributes.csv --diagnose
 
-.PHONY: install test test-slow lint demo clean
+.PHONY: install test test-slow screenshots lint demo clean
 
 $(BIN)/.installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
+
+# The README's screenshots, remade by the browser tests (Debian's chromium and chromium-driver).
+screenshots: install
+	XMORE_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_web.py
 
 lint: install
 	$(BIN)/ruff check .

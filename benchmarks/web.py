@@ -5,8 +5,8 @@
 
 A synthetic store of `--pairs` pairs (random unit vectors in the tiny models' sizes,
 32-d images and 48-d texts: the page's cost does not depend on the vectors' width)
-whose payload paths point, in turn, at `--images` real 64 px images of a toy folder
-corpus, so every hit has a thumbnail to make. The service (`create_app`, uvicorn on a
+whose payload paths point, in turn, at `--images` real images (PNG, `--image-size`
+px a side) of a toy folder corpus, so every hit has a thumbnail to make. The service (`create_app`, uvicorn on a
 loopback port, with an API key) and Debian's chromium (Selenium, through chromedriver;
 nothing is downloaded) run on this machine.
 
@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
 import statistics
 import sys
@@ -52,14 +53,14 @@ QUERIES = ["a red striped star", "a blue circle on a beige backdrop", "pencil dr
            "green polka dot cross", "an orange triangle sticker", "purple checkerboard shape", "a yellow plain circle"]
 
 
-def build_home(work: Path, pairs: int, images: int) -> None:
+def build_home(work: Path, pairs: int, images: int, image_size: int) -> None:
     """A home with the tiny models' store: `pairs` synthetic pairs over `images` real image files."""
     import xmore_db
     from xmore_db.store import PairBatch
     from xmore_db.toy import write_corpus
 
     folder = work / "images"
-    write_corpus(folder, images, seed=0)
+    write_corpus(folder, images, seed=0, size=image_size)
     rng = np.random.default_rng(0)
     with xmore_db.open(home=work / "home", **tiny_models()) as index:
         index.init()
@@ -195,6 +196,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=100_000)
     parser.add_argument("--images", type=int, default=400, help="distinct image files the pairs point at")
+    parser.add_argument("--image-size", type=int, default=384, help="pixels a side of the image files (PNG)")
     parser.add_argument("--queries", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=None, help="keep the store here (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None)
@@ -214,9 +216,10 @@ def main() -> None:
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="xmore-web-bench-"))
     if not (work / "home").exists():
-        build_home(work, args.pairs, args.images)
-    report: dict = {"pairs": args.pairs, "images": args.images, "machine": platform.platform(),
-                    "cpus": os.cpu_count(), "tcp_socket": args.tcp_socket}
+        build_home(work, args.pairs, args.images, args.image_size)
+    shutil.rmtree(work / "home" / "cache" / "thumbnails", ignore_errors=True)  # `cold` means no thumbnail made yet
+    report: dict = {"pairs": args.pairs, "images": args.images, "image_size": args.image_size,
+                    "machine": platform.platform(), "cpus": os.cpu_count(), "tcp_socket": args.tcp_socket}
     with xmore_db.open(home=work / "home", **tiny_models()) as index:
         key = KeyStore(index._workspace.database).create("bench", "query").api_key
         app = create_app(index, keys=Keys(KeyStore(index._workspace.database)), preload=True)
@@ -242,7 +245,8 @@ def main() -> None:
                                      "thumbnails_from_server": [r["from_server"] for r in rs],
                                      "runs_ms": [round(r["ms"], 1) for r in rs]} for case, rs in runs.items()}
     load = report["first_load"]
-    print(f"store: {args.pairs:,} pairs over {args.images} image files; {report['cpus']} CPUs")
+    print(f"store: {args.pairs:,} pairs over {args.images} image files of {args.image_size} px; "
+          f"{report['cpus']} CPUs")
     print(f"first load of /: {load['page_requests']} requests, {load['page_transfer_bytes']:,} bytes transferred "
           f"({load['page_body_bytes']:,} decoded) + {load['api_requests']} API calls "
           f"({load['api_transfer_bytes']:,} bytes); DOMContentLoaded {load['dom_content_loaded_ms']:.0f} ms")

@@ -1,12 +1,14 @@
 """Test-only entry: `xmore ingest` with the writer's test hook, run as a subprocess by the kill -9 tests.
 
-    python tests/ingest_with_hooks.py PATH --corpus C [--text-emb DIR] [--write-batch N]
+    python tests/ingest_with_hooks.py PATH --corpus C [--text-emb DIR] [--write-batch N] [--flush-rows N]
         [--write-delay SECONDS] [--hang-after WRITES --hang-marker FILE]
 
 The settings come from the environment (XMORE_HOME, the models, the database),
 as for `xmore`. `--write-delay` slows every write down (so concurrent workers
-interleave); `--hang-after N` stops the writer after its Nth write, writing the
-process id to the marker file first, so the test can kill -9 it mid-unit.
+interleave); `--hang-after N` stops the writer after its Nth batch is durable,
+writing the process id to the marker file first, so the test can kill -9 it
+mid-unit (with `--flush-rows` no larger than `--write-batch`, each batch is
+made durable alone).
 Prints the report as `xmore ingest --json` does.
 """
 
@@ -30,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--text-emb")
     parser.add_argument("--write-batch", type=int, default=1024)
+    parser.add_argument("--flush-rows", type=int, default=IngestOptions.flush_rows)
     parser.add_argument("--write-delay", type=float, default=0.0)
     parser.add_argument("--hang-after", type=int, default=0)
     parser.add_argument("--hang-marker")
@@ -46,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
 
     with Workspace(Settings.from_env()) as ws:
         report = ingest(ws, args.path, corpus=args.corpus, text_emb=args.text_emb,
-                        options=IngestOptions(write_batch=args.write_batch), after_write=after_write)
+                        options=IngestOptions(write_batch=args.write_batch, flush_rows=args.flush_rows),
+                        after_write=after_write)
     print(json.dumps(asdict(report)))
 
 

@@ -14,7 +14,7 @@ import uvicorn
 @contextmanager
 def running(app, *, timeout: float = 30.0):
     """Serve `app` on 127.0.0.1:<free port> while the block runs; yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY, as `xmore serve`
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

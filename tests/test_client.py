@@ -131,7 +131,7 @@ def test_remote_reset_asks_then_resets(url, query_images, labels_file):
     assert ok("--server", url, "streams", "reset", "to-reset", "--yes").stdout == \
         "Reset stream 'to-reset': removed 2 events\n"
     assert fails("--server", url, "streams", "show", "to-reset") == \
-        "Error: no stream named 'to-reset' (xmore streams list shows the streams)"
+        "Error: no stream named 'to-reset' for your team (GET /v1/streams or `xmore streams list` lists them)"
 
 
 def test_remote_status_is_the_servers(url):
@@ -175,7 +175,7 @@ def test_service_errors_are_one_line_and_exit_1(url, query_images, labels_file, 
     assert fails("--server", url, "classify", tmp_path / "missing.png", "--labels", labels_file) == \
         f"Error: cannot read image {tmp_path / 'missing.png'}: no such file"  # read here, before sending
     assert fails("--server", url, "streams", "show", "careful") == \
-        "Error: no stream named 'careful' (xmore streams list shows the streams)"  # nothing was written
+        "Error: no stream named 'careful' for your team (GET /v1/streams or `xmore streams list` lists them)"  # nothing was written
 
 
 def test_local_options_and_local_commands_are_refused_with_server(url, query_images, labels_file, monkeypatch):

@@ -73,9 +73,10 @@ def test_kill_9_mid_unit_then_rerun_finishes_without_duplicates_or_orphans(
     env = make_env(tmp_path, "home", monkeypatch, url)
     ok_json("init")
     marker = tmp_path / "hung"
-    # 3 writes of 4 rows per unit: after 5 writes unit 0000 is done and 0001 is half written.
+    # 3 writes of 4 rows per unit, each made durable alone: after 5 writes unit 0000 is done and 0001
+    # is half written.
     child = hooked_ingest(env, folder, "--corpus", "c", "--text-emb", fine, "--write-batch", "4",
-                          "--hang-after", "5", "--hang-marker", marker)
+                          "--flush-rows", "4", "--hang-after", "5", "--hang-marker", marker)
     try:
         deadline = time.monotonic() + 120
         while not (marker.exists() and statuses(env).get("0000") == "done"):

@@ -262,6 +262,7 @@ def test_probes_status_metrics_and_openapi(url, keys):
         assert status["keys_required"] is True
         assert status["collections"]["images"] == 60 and status["database_revision"]
         assert status["storage"]["profile"] == "exact"
+        assert "xmore" in status["methods"] and "coder" not in status["methods"]  # started without a text bank
         metrics = http.get("/metrics")
         assert metrics.headers["content-type"].startswith("text/plain")
         assert 'xmore_requests_total{method="GET",route="/v1/status",status="200"}' in metrics.text

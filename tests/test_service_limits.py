@@ -191,6 +191,9 @@ def test_coder_and_reco_run_with_the_files_the_service_was_started_with(index, h
     files = ServedFiles.check(index._workspace, textbanks=[home["banks"]["shape"], home["banks"]["colour"]],
                               fusion=home["fusion"])
     with running(create_app(index, files=files)) as url:
+        with client(url) as http:
+            served = set(http.get("/v1/status").json()["methods"])
+        assert {"xmore", "coder", "coder-star", "coder+captions", "reco", "xmore+reco"} <= served
         for method in ("coder", "coder-star", "coder+captions", "reco", "xmore+reco"):
             response = classify(url, query_images[:2], f"m-{method}", method=method)
             assert response.status_code == 200, (method, response.text)

@@ -212,6 +212,33 @@ def test_coarse_search_equals_numpy(filled, data):
     assert filled.coarse_search(data["coarse_q"][:0], limit=3) == []
 
 
+@pytest.mark.parametrize("backend", ["qdrant-edge", "qdrant-server"])
+@pytest.mark.parametrize("profile", ["exact", "compact", "tiny"])
+def test_batched_searches_equal_one_by_one(data, backend, profile, tmp_path):
+    """A batch is one engine call per stage (Qdrant Edge holds the GIL while it searches, so threads would
+    gain nothing; local mode's client is not thread-safe): its answers are each query's own, in order.
+    Qdrant Edge's scores are the same to the bit; local mode's numpy products round differently in a batch."""
+    url = f"file:{tmp_path / 'local'}" if backend == "qdrant-server" else None
+    with open_store(Settings(home=tmp_path / "home", storage_profile=profile, qdrant_url=url)) as store:
+        store.init(PROV)
+        store.upsert_pairs(batch(data))
+        store.optimize()
+        queries = np.concatenate([data["coarse_q"], data["images"][:3]])  # 3 that hit a stored vector exactly
+        batched = store.coarse_search(queries, limit=7)
+        one_by_one = [store.coarse_search(q[None], limit=7)[0] for q in queries]
+        ids = [pair_id("corpus-a", key) for key in keys()]
+        groups = [ids[:20], [], ids[10:50], ids[5:6], ids]
+        fine_queries = np.resize(data["fine_q"], (len(groups), PROV.fine_dim))
+        fine = store.fine_search(fine_queries, groups, limit=5)
+        fine_one_by_one = [store.fine_search(q[None], [g], limit=5)[0]
+                           for q, g in zip(fine_queries, groups, strict=True)]
+    assert_same_hits(batched, one_by_one)
+    assert_same_hits(fine, fine_one_by_one)
+    assert [[h.caption for h in hits] for hits in fine] == [[h.caption for h in hits] for hits in fine_one_by_one]
+    if backend == "qdrant-edge":
+        assert batched == one_by_one and fine == fine_one_by_one
+
+
 def test_coarse_search_checks_query_size(filled, data):
     with pytest.raises(StoreMismatchError, match="query vectors have 12 dimensions"):
         filled.coarse_search(data["fine_q"], limit=3)

@@ -21,6 +21,8 @@ NORMALIZATIONS = ("minmax", "l1", "none")
 STORAGE_PROFILES = ("exact", "compact", "tiny")
 VECTOR_DATATYPES = ("float32", "float16")
 QUANTIZATIONS = ("none", "scalar", "binary")
+# The share of the exact top-K the coarse search should find; the store picks its beam for it (store/beam.py).
+DEFAULT_RECALL_TARGET = 0.95
 DEFAULT_TEMPLATE = "a photo of a {label}."
 # CODER*: re-rank the top 5 when the softmax gap between the first two is below this (the authors: 0.05 to 0.6).
 DEFAULT_CODER_THRESHOLD = 0.1
@@ -104,7 +106,10 @@ class Settings:
     model_cache_dir: Path | None = None
     coarse_k: int = 128
     fine_k: int = 16
-    hnsw_ef: int = 2048
+    # The coarse search's beam: None takes the smallest one the store measured to reach `recall_target`
+    # (store/beam.py); a number overrides it.
+    hnsw_ef: int | None = None
+    recall_target: float = DEFAULT_RECALL_TARGET
     template: str = DEFAULT_TEMPLATE
     normalize: str = "minmax"
     batch_size: int = 32
@@ -143,6 +148,7 @@ class Settings:
         "coarse_k": "XMORE_COARSE_K",
         "fine_k": "XMORE_FINE_K",
         "hnsw_ef": "XMORE_HNSW_EF",
+        "recall_target": "XMORE_RECALL_TARGET",
         "template": "XMORE_TEMPLATE",
         "normalize": "XMORE_NORMALIZE",
         "batch_size": "XMORE_BATCH_SIZE",
@@ -180,8 +186,11 @@ class Settings:
             raise ConfigError(f"the CODER* threshold (--coder-threshold, XMORE_CODER_THRESHOLD) must be between 0 "
                               f"and 1, a gap between two probabilities; got {self.coder_threshold}")
         for name in ("coarse_k", "fine_k", "hnsw_ef", "batch_size", "reco_k"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.recall_target <= 1:
+            raise ConfigError(f"--recall-target (XMORE_RECALL_TARGET) is the share of the exact top-K the coarse "
+                              f"search should find, above 0 and at most 1; got {self.recall_target}")
         self._check_cluster_layout()
         self._check_storage()
         if self.fine_k > self.coarse_k:

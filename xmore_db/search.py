@@ -82,7 +82,8 @@ def search(workspace: Workspace, *, text: str | None = None, image: ImageInput |
     store = workspace.store()
     wanted = n + offset
     limit = wanted * (DEDUP_OVERFETCH if dedup is not None else 1)
-    hits = store.coarse_search(query, limit=limit, hnsw_ef=max(workspace.settings.hnsw_ef, limit),
+    ef = workspace.settings.hnsw_ef  # None: the store's calibrated beam, at least `limit`
+    hits = store.coarse_search(query, limit=limit, hnsw_ef=None if ef is None else max(ef, limit),
                                corpora=corpora)[0]
     if dedup is not None and hits:
         dropped = near_duplicates(store.image_vectors([h.pair_id for h in hits]), dedup)

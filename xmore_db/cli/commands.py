@@ -390,6 +390,7 @@ def status(ctx: typer.Context, json: opt.Json = False):
         storage = store.stored_storage() if stored else None  # searches use the oversampling asked, if any
         out["storage"] = store.requested_storage.searched(storage).to_dict() if storage else None
         out["index"] = {name: asdict(state) for name, state in index.items()} or None
+        out["search_beam"] = _search_beam(store, settings) if stored and not busy else None
         out["cluster"] = _cluster_layout(store) if stored and not busy else None
         out["configured_models"] = {"coarse": settings.coarse_model, "fine": settings.fine_model,
                                     "classifier": settings.classifier_model}
@@ -414,6 +415,23 @@ def status(ctx: typer.Context, json: opt.Json = False):
     if "database_error" in out:
         echo_error(ctx, out["database_error"])
         raise typer.Exit(1)
+
+
+def _search_beam(store, settings) -> dict:
+    """The beam a coarse search of K uses, where it comes from, and the recorded calibration (store/beam.py)."""
+    choice = store.beam_choice(settings.coarse_k, settings.hnsw_ef)
+    calibration = store.beam_calibration()
+    return {**asdict(choice), "recall_target": store.beam_target.recall,
+            "calibration": calibration.to_record() if calibration else None}
+
+
+def _beam_line(beam: dict) -> str:
+    from ..store.beam import BeamCalibration, BeamChoice, BeamTarget, describe_beam
+
+    choice = BeamChoice(**{name: beam[name] for name in ("hnsw_ef", "source", "recall", "reached")})
+    calibration = BeamCalibration.from_record(beam["calibration"])
+    target = BeamTarget(recall=beam["recall_target"], limit=calibration.limit if calibration else 1)
+    return describe_beam(choice, target, calibration)
 
 
 def _cluster_layout(store) -> dict | None:
@@ -449,6 +467,8 @@ def _echo_status(out: dict, stored, settings) -> None:
         typer.echo(f"  texts:       {counts['texts']} points "
                    f"({stored.fine_model}, {stored.fine_dim}-d)")
         typer.echo(f"  storage:     {_storage_line(out['storage'])}")
+        if out["search_beam"]:
+            typer.echo(f"  search beam: {_beam_line(out['search_beam'])}")
         cache = out["caption_cache"]
         typer.echo(f"  caption cache: {cache['model'] + ' (' + str(cache['dim']) + '-d)' if cache else 'none'}")
         _echo_index(out["index"] or {})

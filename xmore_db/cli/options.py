@@ -71,8 +71,16 @@ BatchSize = Annotated[
 HnswEf = Annotated[
     int | None,
     typer.Option("--hnsw-ef", envvar=_ENV["hnsw_ef"], min=1,
-                 help="Beam width of the coarse stage's HNSW search: wider finds more of the exact top-K "
-                      "at some cost in latency (see README, Performance).", show_default="2048"),
+                 help="Beam width of the coarse stage's HNSW search, overriding the one the store measured for "
+                      "--recall-target: wider finds more of the exact top-K at some cost in latency.",
+                 show_default="the store's calibrated beam"),
+]
+RecallTarget = Annotated[
+    float | None,
+    typer.Option("--recall-target", envvar=_ENV["recall_target"],
+                 help="Share of the exact top-K the coarse search should find: the store searches with the "
+                      "smallest beam that `xmore optimize` measured to reach it (README, Search beam).",
+                 show_default="0.95"),
 ]
 CaptionCacheOption = Annotated[
     bool | None,

@@ -98,8 +98,10 @@ def serve(
 def _listen(host: str, port: int) -> socket.socket:
     """A socket bound to host:port (0: any free port); ConfigError, one line, when it cannot be."""
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        family, kind, proto, *_ = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only for sockets made with it;
+        # without, a kept-alive Python client waits ~40 ms per request on delayed ACKs (measured).
+        sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
     except OSError as exc:

@@ -77,7 +77,7 @@ def setup_key(workspace: Workspace, *, coarse_k: int, max_k: int) -> dict:
     stored = store.stored_provenance()
     return {
         "version": CACHE_VERSION, "models": fingerprints, "coarse_k": coarse_k, "max_k": max_k,
-        "hnsw_ef": settings.hnsw_ef,
+        "hnsw_ef": store.search_beam(coarse_k, settings.hnsw_ef),  # the beam searched, however chosen
         "store": {"backend": store.backend, "location": store.location, "counts": store.counts(),
                   "provenance": stored.to_dict() if stored else None},
     }

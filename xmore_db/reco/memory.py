@@ -136,7 +136,8 @@ def cache_key(workspace: Workspace, corpus: str, k: int) -> dict:
     store = workspace.store()
     cache = store.caption_cache()
     return {
-        "version": CACHE_VERSION, "corpus": corpus, "k": k, "hnsw_ef": settings.hnsw_ef,
+        "version": CACHE_VERSION, "corpus": corpus, "k": k,
+        "hnsw_ef": store.search_beam(k + 1, settings.hnsw_ef),  # the beam searched, however chosen
         "models": {role: resolve_weights(workspace.spec(role), cache_dir=settings.model_cache_dir,
                                          role=role).fingerprint for role in ROLES},
         "store": {"backend": store.backend, "location": store.location, "counts": store.counts(),

@@ -73,7 +73,7 @@ def train_fusion(workspace: Workspace, corpus: str, *, k: int, out: Path | None,
         "text_side": memory.has_text, "text_side_reason": text_side(settings)[1],
         "memory": {"store": store.backend, "location": store.location, "coarse_model": str(settings.coarse),
                    "caption_cache": cache.model if cache else None, "rows": int(len(memory.captions)),
-                   "hnsw_ef": settings.hnsw_ef},
+                   "hnsw_ef": store.search_beam(k + 1, settings.hnsw_ef)},
         "steps": 0, "loss_curve": [{"step": 0, "loss": None, "holdout_loss": _rounded(trainer.holdout_loss())}],
         "train_seconds": 0.0,
     }

@@ -9,6 +9,7 @@ dataclasses out as JSON. One module per job:
 - corpora: /v1/corpora, the corpora with their teams, deleting one, ingest over HTTP
 - ingests: HTTP ingests on their own threads, sharing the index with classification
 - labelsets: /v1/labelsets, a team's named label sets, and a classify request's labels
+- pairs: /v1/pairs/{pair}/image, a pair's image as a cached thumbnail (the web pages' hits; xmore_db.web)
 - batching: the micro-batcher that gathers concurrent classify requests, its queue bound and timeout rule
 - method_files: the CODER text banks and RECO fusion layer the service was started with
 - errors: every failure mapped, in one place, to a status code and {"error": "one line"}

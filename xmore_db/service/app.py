@@ -52,6 +52,17 @@ def _stream_json(who: Caller, stats) -> dict:
     return {"stream": who.shown(out.pop("name"))} | out
 
 
+def _known_stream(history, name: str, stored: str):
+    """The stream's statistics; 404 under the caller's own name for it (the team prefix is the service's)."""
+    from ..errors import UnknownStreamError
+
+    try:
+        return history.stream(stored)
+    except UnknownStreamError:
+        raise ApiError(404, f"no stream named {name!r} for your team (GET /v1/streams or "
+                             "`xmore streams list` lists them)") from None
+
+
 def parse_labels(text: str) -> list[str]:
     """Labels given inline: separated by newlines, or by commas on a single line."""
     from ..labels import check_labels
@@ -280,7 +291,7 @@ def create_app(index: Index, *, keys: Keys | None = None, settings: ServiceSetti
         with lock:
             history = index._workspace.history
             history.check()
-            history.stream(stored)  # 404 for an unknown stream
+            _known_stream(history, name, stored)
             removed = history.reset(stored)
         return {"stream": name, "events_removed": removed}
 
@@ -292,7 +303,7 @@ def create_app(index: Index, *, keys: Keys | None = None, settings: ServiceSetti
         with lock:
             history = index._workspace.history
             history.check()
-            stats = history.stream(stored)
+            stats = _known_stream(history, name, stored)
             events = history.events(stored, last=last) if last else []
         return _stream_json(who, stats) | {"events": [
             asdict(ev) | {"stream": name, "created_at": ev.created_at.isoformat()} for ev in events]}
@@ -326,7 +337,7 @@ def create_app(index: Index, *, keys: Keys | None = None, settings: ServiceSetti
                             if (stored := store.stored_storage()) else None),
                 "database": s.masked()["database_url"], "database_revision": revision, "streams": len(streams),
                 "team": who.team, "role": who.role, "admin": who.admin, "keys_required": keys.required,
-                "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
+                "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms, "methods": files.methods(),
             }
 
     @app.get("/healthz", summary="The process is alive")

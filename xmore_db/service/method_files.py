@@ -48,6 +48,12 @@ class ServedFiles:
             check_files(workspace, {FUSION}, MethodFiles(fusion=fusion))
         return cls(banks=banks, fusion=fusion)
 
+    def methods(self) -> list[str]:
+        """The methods this service can run: those whose files it was started with (`methods` in /v1/status)."""
+        from ..methods.inputs import MethodFiles, available_methods
+
+        return available_methods(MethodFiles(textbank=next(iter(self.banks.values()), None), fusion=self.fusion))
+
     def for_request(self, method: str, labels: list[str]) -> MethodFiles:
         """The files `method` reads for these labels; ApiError 422 naming the missing `xmore serve` option."""
         from ..methods import get_method

@@ -26,10 +26,12 @@ def open_store(settings: Settings) -> VectorStore:
         from .server import ServerStore
 
         return ServerStore.from_settings(settings)
+    from .beam import BeamTarget
     from .edge import EdgeStore
     from .storage import StorageRequest
 
-    return EdgeStore(settings.home / "qdrant", storage=StorageRequest.from_settings(settings))
+    return EdgeStore(settings.home / "qdrant", storage=StorageRequest.from_settings(settings),
+                     beam=BeamTarget(recall=settings.recall_target, limit=settings.coarse_k))
 
 
 def __getattr__(name: str):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -27,6 +28,19 @@ from contextlib import AbstractContextManager
 import numpy as np
 
 from ..errors import StoreError
+from .beam import (
+    BEAM_KEY,
+    ENOUGH_RECALL,
+    PROBE_START,
+    PROBES,
+    UNCALIBRATED_BEAM,
+    BeamCalibration,
+    BeamChoice,
+    BeamTarget,
+    ladder,
+    mean_recall,
+    without_own,
+)
 from .checks import (
     cached_rows,
     canonical_ids,
@@ -80,10 +94,13 @@ class VectorStore(ABC):
     location: str  # path or URL, never a secret
     concurrent_calls: bool = False  # whether two threads may call the engine at once (ingest reads while it writes)
 
-    def __init__(self, location: str, storage: StorageRequest | None = None):
-        """`storage`: what the settings ask of the storage (storage.py); nothing asked by default."""
+    def __init__(self, location: str, storage: StorageRequest | None = None, beam: BeamTarget | None = None):
+        """`storage`: what the settings ask of the storage (storage.py); nothing asked by default.
+        `beam`: the recall the coarse search should reach, and at which K it is measured (beam.py)."""
         self.location = location
         self.requested_storage = storage or StorageRequest()
+        self.beam_target = beam or BeamTarget()
+        self._beam: BeamCalibration | None | bool = False  # the recorded calibration, once read (False: not yet)
         self._stored: Provenance | None = None  # what the collections hold, once read
         self._storage: Storage | None = None  # how they hold it, once read (fixed when they are created)
         self._checked = False  # open()/init() compared the collections with the configured models
@@ -274,8 +291,8 @@ class VectorStore(ABC):
                       corpora: Sequence[str] | None = None) -> list[list[ImageHit]]:
         """queries (B, coarse_dim): the `limit` nearest images of each, one batched call.
 
-        `hnsw_ef` is the graph search's beam width (None: the engine's default,
-        which is no wider than `limit`); wider finds more of the exact neighbours.
+        `hnsw_ef` is the graph search's beam width (None: the one the store measured for its recall
+        target, `search_beam`); wider finds more of the exact neighbours.
         `corpora` keeps only pairs of those corpora (a payload filter on `corpus`, indexed).
         A quantized store searches its quantized copy for limit × oversampling candidates and
         rescores them with the original vectors (Storage).
@@ -286,12 +303,126 @@ class VectorStore(ABC):
             return []
         if corpora is not None and (isinstance(corpora, str) or not all(isinstance(c, str) for c in corpora)):
             raise ValueError("corpora must be a sequence of corpus names")
+        oversampling = self.storage().oversampling
+        # A quantized copy ranks coarsely: rescoring oversampling × 20 candidates found 0.73 of the exact top 20
+        # (tiny, 20,000 clustered pairs) against 0.9997 of the top 128 from × 128. Fewer than K hits are taken
+        # from the pool of K, as calibrated.
+        pool = max(limit, self.beam_target.limit) if oversampling else limit
         with self._calls("coarse search"):
-            results = self._query_images(matrix, limit=limit, hnsw_ef=hnsw_ef,
-                                         corpora=list(corpora) if corpora else None,
-                                         oversampling=self.storage().oversampling)
-        return [sorted_by_score([ImageHit(pair_id=str(p.id), score=float(p.score)) for p in points])
+            results = self._query_images(matrix, limit=pool, hnsw_ef=self.search_beam(pool, hnsw_ef),
+                                         corpora=list(corpora) if corpora else None, oversampling=oversampling)
+        return [sorted_by_score([ImageHit(pair_id=str(p.id), score=float(p.score)) for p in points])[:limit]
                 for points in results]
+
+    # -- the beam ----------------------------------------------------------------
+
+    def search_beam(self, limit: int, hnsw_ef: int | None = None) -> int:
+        """The beam a coarse search of `limit` hits uses: `hnsw_ef` if given (XMORE_HNSW_EF), else
+        the smallest the store measured to reach its recall target (beam.py), at least `limit`."""
+        return self.beam_choice(limit, hnsw_ef).hnsw_ef
+
+    def beam_choice(self, limit: int, hnsw_ef: int | None = None) -> BeamChoice:
+        """`search_beam`, with where it comes from and the recall measured at it."""
+        if hnsw_ef is not None:
+            return BeamChoice(hnsw_ef=hnsw_ef, source="setting")
+        calibration = self.beam_calibration()
+        if calibration is None:
+            return BeamChoice(hnsw_ef=max(UNCALIBRATED_BEAM, limit), source="uncalibrated")
+        choice = calibration.choose(self.beam_target.recall)
+        return BeamChoice(hnsw_ef=max(choice.hnsw_ef, limit), source=choice.source, recall=choice.recall,
+                          reached=choice.reached)
+
+    def beam_calibration(self) -> BeamCalibration | None:
+        """The beam calibration optimize() recorded, if any (read once per store object)."""
+        if self._beam is False:
+            self._provenance()
+            with self._calls("reading the store record"):
+                self._beam = BeamCalibration.from_record(self._metadata(IMAGES).get(BEAM_KEY))
+        return self._beam
+
+    def calibrate_beam(self) -> BeamCalibration | None:
+        """Measure coarse recall@K against exact search at each beam of the ladder, and record it.
+
+        PROBES stored vectors are the queries (beam.py says how they are chosen and why);
+        None, and nothing recorded, for an empty `images`.
+        """
+        self._require_open()
+        started = time.perf_counter()
+        with self._calls("counting points"):
+            points = int(self._count(IMAGES, None))
+        probes, matrix = self._probe_vectors(min(PROBES, points))
+        if not probes:
+            self._record_beam(None)
+            return None
+        limit = self._calibration_limit(points)
+        oversampling = self.storage().oversampling
+        with self._calls("measuring the search beam"):
+            exact = [without_own([str(p.id) for p in hits], own, limit) for own, hits in zip(
+                probes, self._query_images(matrix, limit=limit + 1, hnsw_ef=None, corpora=None, oversampling=None,
+                                           exact=True), strict=True)]
+            curve: dict[int, float] = {}
+            for beam in ladder(limit):
+                found = self._query_images(matrix, limit=limit + 1, hnsw_ef=beam, corpora=None,
+                                           oversampling=oversampling)
+                curve[beam] = mean_recall([without_own([str(p.id) for p in hits], own, limit)
+                                           for own, hits in zip(probes, found, strict=True)], exact)
+                if curve[beam] >= ENOUGH_RECALL:
+                    break
+        calibration = BeamCalibration(limit=limit, probes=len(probes), points=points, oversampling=oversampling,
+                                      recall=curve, seconds=time.perf_counter() - started)
+        self._record_beam(calibration)
+        return calibration
+
+    def _record_beam(self, calibration: BeamCalibration | None) -> None:
+        with self._calls("reading the store record"):
+            record = self._metadata(IMAGES)
+        if calibration is None and BEAM_KEY not in record:
+            return
+        if calibration is None:
+            del record[BEAM_KEY]
+        else:
+            record[BEAM_KEY] = calibration.to_record()
+        with self._calls("recording the search beam"):
+            self._set_metadata(IMAGES, record)
+        self._beam = calibration
+
+    def _calibration_limit(self, points: int) -> int:
+        """The K measured: the target's, or all other points of a store smaller than that."""
+        return max(1, min(self.beam_target.limit, points - 1))
+
+    def _beam_current(self) -> bool:
+        """Whether the recorded calibration was measured on this many points, at this K and oversampling:
+        rerunning optimize() with nothing new to build then costs no measurement."""
+        calibration = self.beam_calibration()
+        if calibration is None:
+            return False
+        with self._calls("counting points"):
+            points = int(self._count(IMAGES, None))
+        return (calibration.points, calibration.limit, calibration.oversampling) == (
+            points, self._calibration_limit(points), self.storage().oversampling)
+
+    def _probe_vectors(self, count: int) -> tuple[list[str], np.ndarray]:
+        """`count` stored image vectors and their ids, in id order from PROBE_START (wrapping to the first id)."""
+        ids: list[str] = []
+        rows: list[object] = []
+        offset: str | None = PROBE_START
+        while len(ids) < count:
+            with self._calls("reading probe vectors"):
+                records, next_offset = self._sample_vectors(IMAGES, COARSE_VECTOR, limit=count - len(ids),
+                                                            offset=offset)
+            for record in records:
+                pid = str(record.id)
+                if pid in ids:  # wrapped around to where the walk started
+                    return ids, np.asarray(rows, dtype=np.float32)
+                ids.append(pid)
+                rows.append((record.vector or {})[COARSE_VECTOR])
+            if next_offset is None:
+                if offset is None:
+                    break
+                offset = None  # the end of the id order: go on from the first id
+            else:
+                offset = next_offset
+        return ids, np.asarray(rows, dtype=np.float32).reshape(len(ids), -1)
 
     def fine_search(
         self, queries: np.ndarray, candidates: Sequence[Sequence[str]], *, limit: int
@@ -382,6 +513,8 @@ class VectorStore(ABC):
         with self._calls("optimizing"):
             self._build_indexes()
         self._mark_build(pending=False)
+        if self._calibration_due() and not self._beam_current():
+            self.calibrate_beam()
 
     def optimize_if_needed(self) -> bool:
         """Finish a deferred or interrupted index build; True if there was one."""
@@ -495,9 +628,21 @@ class VectorStore(ABC):
 
     @abstractmethod
     def _query_images(self, matrix: np.ndarray, *, limit: int, hnsw_ef: int | None,
-                      corpora: list[str] | None, oversampling: float | None) -> list[Sequence[object]]:
-        """Per query row, scored points (.id, .score) of `images`; with `oversampling`, from the quantized
-        copy, limit × oversampling candidates rescored with the originals."""
+                      corpora: list[str] | None, oversampling: float | None,
+                      exact: bool = False) -> list[Sequence[object]]:
+        """Per query row, scored points (.id, .score) of `images`, in one batched engine call; with
+        `oversampling`, from the quantized copy, limit × oversampling candidates rescored with the
+        originals. `exact`: a full scan of the originals instead (the beam calibration's truth)."""
+
+    @abstractmethod
+    def _sample_vectors(self, collection: str, name: str, *, limit: int,
+                        offset: str | None) -> tuple[Sequence[object], object | None]:
+        """A page of records (.id, .vector {name: row}) in id order from `offset`, and the next offset."""
+
+    def _calibration_due(self) -> bool:
+        """Whether optimize() should measure the beam now: the graph it built is complete (Edge builds it
+        within the call)."""
+        return True
 
     @abstractmethod
     def _query_texts(self, matrix: np.ndarray, groups: list[list[str]], *, limit: int) -> list[Sequence[object]]:

@@ -28,6 +28,7 @@ import qdrant_edge as qe
 from ..errors import StoreError, StoreLockedError, StoreMismatchError, StoreNotInitializedError
 from ..files import write_atomically
 from .base import VectorStore
+from .beam import BeamTarget
 from .checks import check_provenance, short
 from .storage import STORAGE_KEY, Storage, StorageRequest
 from .types import CAPTION_VECTOR, COLLECTIONS, IMAGES, LAYOUT, TEXTS, Provenance
@@ -44,9 +45,9 @@ class EdgeStore(VectorStore):
     backend = "qdrant-edge"
     concurrent_calls = True  # an EdgeShard takes calls from several threads (ingest looks ids up while it writes)
 
-    def __init__(self, path: str | Path, storage: StorageRequest | None = None):
+    def __init__(self, path: str | Path, storage: StorageRequest | None = None, beam: BeamTarget | None = None):
         self.path = Path(path)
-        super().__init__(str(self.path), storage)
+        super().__init__(str(self.path), storage, beam)
         self._shards: dict[str, qe.EdgeShard] | None = None
 
     # -- lifecycle ---------------------------------------------------------
@@ -188,16 +189,24 @@ class EdgeStore(VectorStore):
             with_payload=["caption"], with_vector=False))
 
     def _query_images(self, matrix: np.ndarray, *, limit: int, hnsw_ef: int | None,
-                      corpora: list[str] | None, oversampling: float | None) -> list[list[qe.ScoredPoint]]:
+                      corpora: list[str] | None, oversampling: float | None,
+                      exact: bool = False) -> list[list[qe.ScoredPoint]]:
+        # One query_batch: the engine holds the GIL through it (threads gain nothing, README, Performance).
         rescored = qe.QuantizationSearchParams(rescore=True, oversampling=oversampling) if oversampling else None
         params = qe.SearchParams(hnsw_ef=hnsw_ef, quantization=rescored) if hnsw_ef or rescored else None
+        if exact:
+            params = qe.SearchParams(exact=True, quantization=qe.QuantizationSearchParams(ignore=True))
         vector = LAYOUT[IMAGES].vector
         where = qe.Filter(must=[qe.FieldCondition(key="corpus", match=qe.MatchAny(corpora))]) if corpora else None
         return self._shard(IMAGES).query_batch(qe.QueryBatchRequest([
             qe.QueryRequest(limit=limit, query=qe.Query.Nearest(row, using=vector), filter=where,
                             params=params, with_payload=False, with_vector=False)
-            for row in matrix
+            for row in engine_rows(matrix)
         ]))
+
+    def _sample_vectors(self, collection: str, name: str, *, limit: int, offset: str | None):
+        return self._shard(collection).scroll(qe.ScrollRequest(
+            offset=offset, limit=limit, with_payload=False, with_vector=[name]))
 
     def _query_texts(self, matrix: np.ndarray, groups: list[list[str]], *, limit: int) -> list[list[qe.ScoredPoint]]:
         vector = LAYOUT[TEXTS].vector
@@ -208,14 +217,14 @@ class EdgeStore(VectorStore):
                 params=qe.SearchParams(exact=True),  # no graph here anyway; makes it explicit
                 with_payload=True, with_vector=False,
             )
-            for row, group in zip(matrix, groups, strict=True)
+            for row, group in zip(engine_rows(matrix), groups, strict=True)
         ]))
 
     def _query_caption_cache(self, matrix: np.ndarray, *, limit: int) -> list[list[qe.ScoredPoint]]:
         return self._shard(TEXTS).query_batch(qe.QueryBatchRequest([
             qe.QueryRequest(limit=limit, query=qe.Query.Nearest(row, using=CAPTION_VECTOR),
                             params=qe.SearchParams(exact=True), with_payload=False, with_vector=False)
-            for row in matrix
+            for row in engine_rows(matrix)
         ]))
 
     def _scroll_corpus(self, collection: str, corpus: str, *, limit: int, offset: str | None):

@@ -40,6 +40,7 @@ from ..errors import (
     StoreUnreachableError,
 )
 from .base import VectorStore
+from .beam import BeamTarget
 from .checks import check_provenance, short
 from .storage import STORAGE_KEY, Storage, StorageRequest
 from .types import CAPTION_VECTOR, COLLECTIONS, IMAGES, LAYOUT, TEXTS, Provenance
@@ -52,6 +53,8 @@ WRITE_CHUNK = 256
 # takes about a second to start and import qdrant-client).
 UPLOAD_PROCESSES = min(4, os.cpu_count() or 1)
 UPLOAD_CHUNKS_PER_PROCESS = 8
+# The share of `images` a server must have indexed before optimize() measures the search beam on it.
+BUILT_SHARE = 0.9
 # Qdrant's default indexing threshold (KB), restored after a bulk load that found 0.
 DEFAULT_INDEXING_THRESHOLD_KB = 20_000
 
@@ -63,10 +66,11 @@ class ServerStore(VectorStore):
 
     def __init__(self, client: QdrantClient, *, location: str, collection_prefix: str = "",
                  shard_number: int | None = None, replication_factor: int | None = None,
-                 write_consistency_factor: int | None = None, storage: StorageRequest | None = None):
+                 write_consistency_factor: int | None = None, storage: StorageRequest | None = None,
+                 beam: BeamTarget | None = None):
         """The layout arguments apply to collections `init` creates; None leaves each to the server.
-        `storage`: what the settings ask of the storage (storage.py)."""
-        super().__init__(location, storage)
+        `storage`: what the settings ask of the storage (storage.py); `beam`: of the coarse search (beam.py)."""
+        super().__init__(location, storage, beam)
         self.client = client
         self.names = {name: f"{collection_prefix}{name}" for name in COLLECTIONS}
         self.shard_number = shard_number
@@ -77,9 +81,10 @@ class ServerStore(VectorStore):
     def from_settings(cls, settings: Settings, *, collection_prefix: str = "") -> ServerStore:
         url = (settings.qdrant_url or "").strip()
         storage = StorageRequest.from_settings(settings)
+        beam = BeamTarget(recall=settings.recall_target, limit=settings.coarse_k)
         if url == ":memory:":
             return cls(QdrantClient(":memory:"), location=":memory:",
-                       collection_prefix=collection_prefix, storage=storage)
+                       collection_prefix=collection_prefix, storage=storage, beam=beam)
         if url.startswith("file:"):
             raw = url[len("file:"):]
             if raw.startswith("//"):
@@ -102,13 +107,14 @@ class ServerStore(VectorStore):
                 raise StoreError(
                     f"cannot open the local Qdrant store at {path}: {short(error)}"
                 ) from None
-            return cls(client, location=f"file:{path}", collection_prefix=collection_prefix, storage=storage)
+            return cls(client, location=f"file:{path}", collection_prefix=collection_prefix, storage=storage,
+                       beam=beam)
         if url.startswith(("http://", "https://")):
             client = QdrantClient(url=url, api_key=settings.qdrant_api_key,
                                   timeout=DEFAULT_TIMEOUT_S, check_compatibility=False)
             return cls(client, location=mask_url_password(url), collection_prefix=collection_prefix,
                        shard_number=settings.qdrant_shards, replication_factor=settings.qdrant_replicas,
-                       write_consistency_factor=settings.qdrant_write_consistency, storage=storage)
+                       write_consistency_factor=settings.qdrant_write_consistency, storage=storage, beam=beam)
         raise ConfigError(
             f"qdrant url {url!r} is not understood: use http(s)://HOST:6333 for a server, "
             "file:PATH (qdrant-client local mode, tests and tiny corpora only) or :memory:"
@@ -300,10 +306,15 @@ class ServerStore(VectorStore):
             scroll_filter=models.Filter(must_not=[models.HasVectorCondition(has_vector=name)]))
 
     def _query_images(self, matrix: np.ndarray, *, limit: int, hnsw_ef: int | None,
-                      corpora: list[str] | None, oversampling: float | None) -> list[list[object]]:
+                      corpora: list[str] | None, oversampling: float | None,
+                      exact: bool = False) -> list[list[object]]:
+        # One request for the batch: a server spreads it over its own cores. Local mode stays serial,
+        # as its client is not thread-safe.
         rescored = (models.QuantizationSearchParams(rescore=True, oversampling=oversampling)
                     if oversampling else None)
         params = models.SearchParams(hnsw_ef=hnsw_ef, quantization=rescored) if hnsw_ef or rescored else None
+        if exact:
+            params = models.SearchParams(exact=True, quantization=models.QuantizationSearchParams(ignore=True))
         where = (models.Filter(must=[models.FieldCondition(key="corpus", match=models.MatchAny(any=corpora))])
                  if corpora else None)
         responses = self.client.query_batch_points(self.names[IMAGES], requests=[
@@ -312,6 +323,19 @@ class ServerStore(VectorStore):
             for row in matrix.tolist()
         ])
         return [response.points for response in responses]
+
+    def _sample_vectors(self, collection: str, name: str, *, limit: int, offset: str | None):
+        return self.client.scroll(self.names[collection], limit=limit, offset=offset, with_payload=False,
+                                  with_vectors=[name])
+
+    def _calibration_due(self) -> bool:
+        """Local mode searches by brute force (every beam is exact). A server builds in the background, so
+        its graph is measured once the build is done (a later `xmore optimize`): optimizers idle and nearly
+        every vector indexed (the newest, in small segments under the indexing threshold, are scanned)."""
+        if self._is_local:
+            return False
+        state = self.index_state()[IMAGES]
+        return not state.needs_build and (state.indexed or 0) >= BUILT_SHARE * state.points
 
     def _query_texts(self, matrix: np.ndarray, groups: list[list[str]], *, limit: int) -> list[list[object]]:
         responses = self.client.query_batch_points(self.names[TEXTS], requests=[

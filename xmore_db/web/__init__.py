@@ -17,6 +17,13 @@ Jinja2 is part of the `serve` extra; nothing here is imported until `xmore serve
 
 from __future__ import annotations
 
-from .pages import router
+try:
+    import jinja2  # noqa: F401
+except ImportError:  # an install from before the pages, with the `serve` extra of its day
+    from ..errors import ConfigError
+
+    raise ConfigError("`xmore serve`'s web pages need Jinja2: pip install 'xmore-db[serve]'") from None
+
+from .pages import router  # noqa: E402
 
 __all__ = ["router"]

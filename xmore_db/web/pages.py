@@ -75,8 +75,15 @@ def search_page(request: Request) -> HTMLResponse:
 def classify_page(request: Request) -> HTMLResponse:
     from ..classify import classify_methods
     from ..evaluation.scoring import CASES
+    from ..methods import get_method
+    from ..methods.base import FUSION, TEXTBANK
 
-    return page(request, "classify.html", "Classify", methods=classify_methods(), cases=list(CASES))
+    # The page cannot know which files the service was started with: it says which methods need one, and the
+    # API's 422 names the missing start option if one is asked for anyway.
+    files = {TEXTBANK: "a text bank", FUSION: "a fusion layer"}
+    methods = [(name, " and ".join(files[n] for n in sorted(get_method(name).needs & set(files))))
+               for name in classify_methods()]
+    return page(request, "classify.html", "Classify", methods=methods, cases=list(CASES))
 
 
 @router.get("/streams")
