@@ -60,8 +60,12 @@ def test_status_warns_and_optimize_finishes_an_interrupted_build(backend_env):
     assert again.stdout.startswith("Optimized ") and "(nothing was pending)" in again.stdout.splitlines()[0]
     images = ("10 points, no index (qdrant-client local mode)" if "XMORE_QDRANT_URL" in backend_env
               else "0/10 indexed (segments under the indexing threshold are searched exactly)")
+    # The beam measured for recall@K (K = 16 here; 9: the other points of so small a store); local mode scans.
+    beam = [] if "XMORE_QDRANT_URL" in backend_env else ["  search beam: recall@9 by hnsw_ef over 10 probes: 9: 1.000"]
     assert again.stdout.splitlines()[1:] == [
-        f"  images:  {images}", "  texts:   10 points, no graph (searched under an id filter)"]
+        f"  images:  {images}", "  texts:   10 points, no graph (searched under an id filter)", *beam]
+    assert done["search_beam"] == (None if "XMORE_QDRANT_URL" in backend_env else ok_json("status")["search_beam"][
+        "calibration"])
 
 
 def test_optimize_on_a_store_never_initialised_says_run_init(backend_env):

@@ -24,6 +24,9 @@ def optimize(ctx: typer.Context, json: opt.Json = False):
     interrupted; this builds it on demand (when `xmore status` warns, say). Safe to
     rerun: with nothing to build it returns at once. A Qdrant server builds in the
     background: this turns indexing back on and returns.
+
+    Once the graph is built it measures the coarse search's beam for --recall-target
+    (a few seconds; not again while the store is unchanged): see `xmore status`.
     """
     with Workspace(settings_from(ctx)) as ws:
         store = ws.store()  # checked against the configured models: this writes
@@ -36,6 +39,7 @@ def optimize(ctx: typer.Context, json: opt.Json = False):
             "vector_backend": store.backend, "vector_location": store.location,
             "was_needed": any(state.needs_build for state in before.values()), "seconds": round(seconds, 3),
             "index": {name: asdict(state) for name, state in after.items()},
+            "search_beam": _beam(store),
         }
     if json:
         echo_json(result)
@@ -44,6 +48,17 @@ def optimize(ctx: typer.Context, json: opt.Json = False):
     typer.echo(f"Optimized {store.backend} at {store.location} in {seconds:.1f} s ({finished})")
     for name, state in after.items():
         typer.echo(f"  {name + ':':<8} {describe_index(state)}")
+    calibration = result["search_beam"]
+    if calibration:
+        curve = ", ".join(f"{beam}: {recall:.3f}" for beam, recall in calibration["recall"].items())
+        typer.echo(f"  search beam: recall@{calibration['limit']} by hnsw_ef over {calibration['probes']} probes: "
+                   f"{curve}")
+
+
+def _beam(store) -> dict | None:
+    """The recorded beam calibration (store/beam.py), None where there is none."""
+    calibration = store.beam_calibration()
+    return calibration.to_record() if calibration else None
 
 
 def describe_index(state) -> str:

@@ -143,6 +143,8 @@ def describe_beam(choice: BeamChoice, target: BeamTarget, calibration: BeamCalib
     if choice.reached:
         return (f"hnsw_ef {choice.hnsw_ef} for coarse recall@{calibration.limit} >= {target.recall:g} "
                 f"(measured {choice.recall:.3f}; {measured})")
-    return (f"hnsw_ef {choice.hnsw_ef}: coarse recall@{calibration.limit} {choice.recall:.3f}, the most this graph "
-            f"reaches, is below the target {target.recall:g} (raise --hnsw-m or --hnsw-ef-construct in a new store; "
-            f"{measured})")
+    remedy = ("a larger --oversampling, then `xmore optimize` to measure again, or a new store with a larger "
+              "--hnsw-m or --hnsw-ef-construct" if calibration.oversampling else
+              "a new store with a larger --hnsw-m or --hnsw-ef-construct")
+    return (f"hnsw_ef {choice.hnsw_ef}: coarse recall@{calibration.limit} {choice.recall:.3f}, the most this store "
+            f"reaches, is below the target {target.recall:g} (try {remedy}; {measured})")
