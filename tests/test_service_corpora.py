@@ -314,7 +314,8 @@ def test_stopping_the_service_stops_an_ingest_between_batches_and_the_next_resum
     app = create_app(index, keys=Keys(KeyStore(index._workspace.database)), settings=settings, ingest_hook=gate)
     with running(app) as base:
         with client(base, keys.beta_ingest) as http:
-            started = http.post("/v1/corpora/stopped/ingest", json={"source": "beta-own", "write_batch": 2})
+            started = http.post("/v1/corpora/stopped/ingest", json={"source": "beta-own", "write_batch": 2,
+                                                                       "flush_rows": 2})
             assert started.status_code == 202, started.text
         assert gate.reached.wait(60)
         # The writer lets go only once the service is closing, so the ingest cannot finish first.

@@ -205,7 +205,8 @@ class _Run:
     # -- threads ------------------------------------------------------------
 
     def work(self) -> None:
-        self.writer = Writer(self.store, self.store_lock, self.after_write, self.options.flush_rows)
+        self.writer = Writer(self.store, self.store_lock, self.after_write, flush_rows=self.options.flush_rows,
+                             batch_rows=self.options.write_batch)
         self.decoder = ThreadPoolExecutor(self.options.decode_threads, thread_name_prefix="xmore-decode")
         try:
             if self.options.workers == 1:

@@ -3,10 +3,11 @@
 Batches are written in groups of at least `flush_rows` rows: the texts of the
 whole group, then its images, each collection made durable once per group
 (`VectorStore.upsert_pair_batches`). A flush of Qdrant Edge costs tens of
-milliseconds whatever it holds and keeps the GIL meanwhile: made for every
-1024-row batch, flushes took more of an ingest's time than any other stage.
+milliseconds however little it holds, and keeps the GIL meanwhile: made for
+every 1024-row batch, flushes took more of an ingest's time than any other stage.
 A worker about to wait for its batches (a unit's end) calls `seal()`, and the
-group gathered so far is written at once.
+group gathered so far is written at once. The queue holds a group's worth of
+batches, so that the workers read the next group while this one is written.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from contextlib import AbstractContextManager
 
 from ..store import PairBatch, VectorStore
 
-WRITE_QUEUE_DEPTH = 2  # batches waiting for the writer: bounds memory, keeps it busy
-DEFAULT_FLUSH_ROWS = 8192
+MIN_QUEUE_DEPTH = 2  # batches waiting for the writer, at least: keeps it busy
+DEFAULT_FLUSH_ROWS = 16384  # about 85 MB of float32 vectors at 512 + 768 dimensions, gathered and queued each
 
 AfterWrite = Callable[[int], None]
 
@@ -39,10 +40,11 @@ class Writer:
     """
 
     def __init__(self, store: VectorStore, lock: AbstractContextManager, after_write: AfterWrite | None = None,
-                 flush_rows: int = DEFAULT_FLUSH_ROWS):
+                 *, flush_rows: int = DEFAULT_FLUSH_ROWS, batch_rows: int = DEFAULT_FLUSH_ROWS):
+        """`batch_rows`: the rows of a submitted batch (at most), which sizes the queue."""
         self.store, self.lock, self.after_write, self.flush_rows = store, lock, after_write, flush_rows
         self.writes = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=WRITE_QUEUE_DEPTH)
+        self._queue: queue.Queue = queue.Queue(maxsize=max(MIN_QUEUE_DEPTH, -(-flush_rows // batch_rows)))
         self._thread = threading.Thread(target=self._run, name="xmore-writer", daemon=True)
         self._thread.start()
 
@@ -62,14 +64,16 @@ class Writer:
 
     def _run(self) -> None:
         group: list[tuple[PairBatch, Future]] = []
+        rows = 0
         while True:
             item = self._queue.get()
             if item is not None and item is not _SEAL:
                 group.append(item)
-                if sum(len(batch.keys) for batch, _ in group) < self.flush_rows:
+                rows += len(item[0].keys)
+                if rows < self.flush_rows:
                     continue
             self._write(group)
-            group = []
+            group, rows = [], 0
             if item is None:
                 return
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import BadInputError, ConfigError, UnknownCorpusError
 from ..history.owners import team_label
 from ..history.units import STATUSES
+from ..ingest.writer import DEFAULT_FLUSH_ROWS
 from .auth import Caller, Who
 from .errors import ApiError
 from .ingests import IngestParams, Ingests
@@ -57,6 +58,9 @@ class IngestRequest(BaseModel):
     allow_partial: bool = False
     workers: int = Field(1, ge=1, le=64)
     write_batch: int = Field(1024, ge=1, le=100_000)
+    flush_rows: int = Field(DEFAULT_FLUSH_ROWS, ge=1, le=1_000_000,
+                            description="Rows written between two flushes of the store; an ingest stops only "
+                                        "between flushes.")
     max_caption_chars: int = Field(1000, ge=1)
 
 
@@ -204,7 +208,7 @@ def router(index: Index, lock: threading.Lock, settings: ServiceSettings, ingest
             columns=Columns(image=body.image_column, caption=body.caption_column,
                             separator=parse_separator(body.separator), keep=keep),
             allow_partial=body.allow_partial,
-            options=IngestOptions(workers=body.workers, write_batch=body.write_batch,
+            options=IngestOptions(workers=body.workers, write_batch=body.write_batch, flush_rows=body.flush_rows,
                                   max_caption_chars=body.max_caption_chars))
         ws.database.check()
         with ingests.admitting():

@@ -294,8 +294,8 @@ class VectorStore(ABC):
         `hnsw_ef` is the graph search's beam width (None: the one the store measured for its recall
         target, `search_beam`); wider finds more of the exact neighbours.
         `corpora` keeps only pairs of those corpora (a payload filter on `corpus`, indexed).
-        A quantized store searches its quantized copy for limit × oversampling candidates and
-        rescores them with the original vectors (Storage).
+        A quantized store searches its quantized copy for max(limit, K) × oversampling candidates
+        and rescores them with the original vectors (Storage; K: the beam target's limit).
         """
         matrix = check_queries(queries, self._provenance(), "coarse", self.location)
         limit = check_limit(limit)
@@ -304,9 +304,9 @@ class VectorStore(ABC):
         if corpora is not None and (isinstance(corpora, str) or not all(isinstance(c, str) for c in corpora)):
             raise ValueError("corpora must be a sequence of corpus names")
         oversampling = self.storage().oversampling
-        # A quantized copy ranks coarsely: rescoring oversampling × 20 candidates found 0.73 of the exact top 20
-        # (tiny, 20,000 clustered pairs) against 0.9997 of the top 128 from × 128. Fewer than K hits are taken
-        # from the pool of K, as calibrated.
+        # A quantized copy ranks coarsely: rescoring 4 × 20 binary candidates found 0.73 of the exact top 20
+        # (tiny, 20,000 clustered pairs), 4 × 128 found 0.9995 of it. Fewer than K hits come from the pool
+        # of K, the size the beam was calibrated for.
         pool = max(limit, self.beam_target.limit) if oversampling else limit
         with self._calls("coarse search"):
             results = self._query_images(matrix, limit=pool, hnsw_ef=self.search_beam(pool, hnsw_ef),
@@ -344,7 +344,7 @@ class VectorStore(ABC):
         """Measure coarse recall@K against exact search at each beam of the ladder, and record it.
 
         PROBES stored vectors are the queries (beam.py says how they are chosen and why);
-        None, and nothing recorded, for an empty `images`.
+        None, and no calibration left recorded, for an empty `images`.
         """
         self._require_open()
         started = time.perf_counter()
@@ -422,6 +422,8 @@ class VectorStore(ABC):
                 offset = None  # the end of the id order: go on from the first id
             else:
                 offset = next_offset
+        if not ids:  # an empty collection (a corpus whose rows were all skipped): nothing to probe with
+            return ids, np.zeros((0, 0), dtype=np.float32)
         return ids, np.asarray(rows, dtype=np.float32).reshape(len(ids), -1)
 
     def fine_search(
