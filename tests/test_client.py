@@ -174,8 +174,8 @@ def test_service_errors_are_one_line_and_exit_1(url, query_images, labels_file, 
                  "--method", "nope").startswith("Error: unknown method 'nope': choose from ")
     assert fails("--server", url, "classify", tmp_path / "missing.png", "--labels", labels_file) == \
         f"Error: cannot read image {tmp_path / 'missing.png'}: no such file"  # read here, before sending
-    assert fails("--server", url, "streams", "show", "careful") == \
-        "Error: no stream named 'careful' for your team (GET /v1/streams or `xmore streams list` lists them)"  # nothing was written
+    assert fails("--server", url, "streams", "show", "careful") == (  # nothing was written
+        "Error: no stream named 'careful' for your team (GET /v1/streams or `xmore streams list` lists them)")
 
 
 def test_local_options_and_local_commands_are_refused_with_server(url, query_images, labels_file, monkeypatch):

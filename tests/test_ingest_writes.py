@@ -13,6 +13,7 @@ import uuid
 import numpy as np
 import pytest
 
+from tests.cli import fails, ok_json
 from tests.qdrant_stub import QdrantStub
 from xmore_db.config import Settings
 from xmore_db.errors import StoreReadOnlyError
@@ -20,6 +21,7 @@ from xmore_db.ingest.writer import Writer
 from xmore_db.store import PairBatch, Provenance, open_store, pair_id
 from xmore_db.store.server import ServerStore, upload_processes
 from xmore_db.store.types import IMAGES, PAIR_NAMESPACE, TEXTS, pair_ids
+from xmore_db.toy.formats import write_embeddings_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
 PROVENANCE = Provenance("coarse-test", 8, "fine-test", 12)
@@ -88,6 +90,16 @@ def test_a_failed_group_fails_every_batch_in_it_and_writes_nothing_half(edge_sto
     finally:
         writer.close()
     assert edge_store.counts() == {"images": 0, "texts": 0}
+
+
+def test_ingest_with_flushes_inside_units_stores_every_pair_once(tiny_env, tmp_path):
+    ok_json("init")
+    folder = write_embeddings_folder(tmp_path / "emb", [7, 5], coarse_dim=32, fine_dim=48,
+                                     text_emb_folder=tmp_path / "fine")
+    report = ok_json("ingest", folder, "--corpus", "c", "--text-emb", tmp_path / "fine", "--write-batch", "2",
+                     "--flush-rows", "3")
+    assert (report["ingested"], report["skipped"], report["collections"]) == (12, 0, {"images": 12, "texts": 12})
+    assert "--flush-rows" in fails("ingest", folder, "--corpus", "c", "--flush-rows", "0", code=2)
 
 
 # -- a server: parallel uploads --------------------------------------------------------------

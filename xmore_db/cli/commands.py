@@ -116,6 +116,9 @@ def ingest(
         "machines, run more `xmore ingest` with PostgreSQL and a Qdrant server.")] = 1,
     write_batch: Annotated[int, typer.Option(
         "--write-batch", min=1, help="Rows per read and per upsert batch.")] = 1024,
+    flush_rows: Annotated[int, typer.Option(
+        "--flush-rows", min=1, help="Rows written between two flushes of the store (a unit's end flushes too): "
+        "fewer flushes write faster; each batch waits in memory until its flush.")] = 16384,
     max_caption_chars: Annotated[int, typer.Option(
         "--max-caption-chars", min=1, help="Longer captions are skipped (counted as caption_too_long).")] = 1000,
     device: opt.Device = None,
@@ -137,7 +140,8 @@ def ingest(
     if format is not None and format not in KINDS:  # an enumerated option: a usage error, exit 2
         raise typer.BadParameter(f"{format!r} is not one of {', '.join(KINDS)}", param_hint="--format")
     settings = _settings(ctx, device=device)
-    options = IngestOptions(workers=workers, write_batch=write_batch, max_caption_chars=max_caption_chars)
+    options = IngestOptions(workers=workers, write_batch=write_batch, max_caption_chars=max_caption_chars,
+                            flush_rows=flush_rows)
     columns = Columns(image=image_column, caption=caption_column, separator=parse_separator(separator),
                       keep=parse_keep_columns(keep_columns))
     with Workspace(settings) as ws, progress_bar("ingesting", unit="pair") as bar:
