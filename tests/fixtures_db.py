@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 
 from xmore_db.config import mask_url_password
 
-__all__ = ["postgres_server_url", "postgres_url", "sqlite_url", "history_url"]
+__all__ = ["postgres_server_url", "postgres_url", "sqlite_url", "history_url", "history"]
 
 POSTGRES_URL_ENV = "XMORE_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -73,3 +73,14 @@ def sqlite_url(tmp_path) -> str:
 def history_url(request) -> str:
     """An empty database: SQLite, then PostgreSQL (skipped when unreachable)."""
     return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def history(history_url):
+    """A migrated ConfidenceHistory over `history_url`, closed afterwards."""
+    from xmore_db.history import ConfidenceHistory
+
+    history = ConfidenceHistory(history_url)
+    history.migrate()
+    yield history
+    history.close()

@@ -22,14 +22,6 @@ from xmore_db.history import ConfidenceHistory, Database, Decision, Event, Strea
 from xmore_db.history.units import UnitLedger
 
 
-@pytest.fixture
-def history(history_url):
-    history = ConfidenceHistory(history_url)
-    history.migrate()
-    yield history
-    history.close()
-
-
 def _fixed(stats: StreamStats) -> Decision:
     return Decision(w_image=0.75, w_text=0.25, prediction="cat")
 

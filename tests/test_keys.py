@@ -16,14 +16,6 @@ from xmore_db.history.schema import api_keys
 
 
 @pytest.fixture
-def history(history_url):
-    history = ConfidenceHistory(history_url)
-    history.migrate()
-    yield history
-    history.close()
-
-
-@pytest.fixture
 def store(history):
     return KeyStore(history.database)
 

@@ -62,6 +62,36 @@ def test_layout_on_disk(tmp_path):
     texts = json.loads((path / "texts" / "edge_config.json").read_text())
     images = json.loads((path / "images" / "edge_config.json").read_text())
     assert texts["hnsw_config"]["m"] == 0 and images["hnsw_config"]["m"] == 16
+    # No write-ahead log: a write counts once flushed, and the store's own lock file holds it.
+    assert texts["wal_enabled"] is False and images["wal_enabled"] is False
+    assert (path / "xmore.lock").exists()
+
+
+def test_written_pairs_survive_a_killed_process(tmp_path):
+    """Without a write-ahead log, what upsert_pairs returned from is on disk: a process killed right
+    after (no close, no exit handlers) leaves it readable, and the lock goes with the process."""
+    path = tmp_path / "qdrant"
+    writer = textwrap.dedent(f"""
+        import os
+        import numpy as np
+        from xmore_db.store import PairBatch, Provenance
+        from xmore_db.store.edge import EdgeStore
+        store = EdgeStore({str(path)!r})
+        store.init(Provenance(**{PROV.to_dict()!r}))
+        rng = np.random.default_rng(0)
+        store.upsert_pairs(PairBatch(corpus="c", keys=[f"k{{i}}" for i in range(50)],
+                                     captions=[f"caption {{i}}" for i in range(50)],
+                                     image_vectors=rng.standard_normal((50, 8)).astype(np.float32),
+                                     text_vectors=rng.standard_normal((50, 12)).astype(np.float32)))
+        os.kill(os.getpid(), 9)
+    """)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", writer], env=env, timeout=120)
+    assert done.returncode == -9
+    with EdgeStore(path) as store:
+        store.open(PROV)
+        assert store.counts() == {"images": 50, "texts": 50}
+        assert store.existing_ids([pair_id("c", "k49")]) == {pair_id("c", "k49")}
 
 
 def test_second_process_gets_a_clear_lock_error(tmp_path):

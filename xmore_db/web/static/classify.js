@@ -39,13 +39,8 @@ xmore.start(async (status) => {
     });
   }
 
-  const drop = $("drop");
-  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (event) => {
-    event.preventDefault();
-    drop.classList.remove("over");
-    dropped = [...event.dataTransfer.files];
+  xmore.dropZone($("drop"), (list) => {
+    dropped = [...list];
     $("summary").textContent = `${dropped.length} image(s) dropped: press Classify`;
   });
   files.addEventListener("change", () => { dropped = null; });

@@ -128,14 +128,8 @@ xmore.start(async () => {
       showError(new xmore.ApiError(0, "type a text or choose an image to search"));
     }
   });
-  const drop = $("drop");
-  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (event) => {
-    event.preventDefault();
-    drop.classList.remove("over");
-    const dropped = event.dataTransfer.files[0];
-    if (dropped) searchImage(dropped, dropped.name, null);
+  xmore.dropZone($("drop"), (list) => {
+    if (list[0]) searchImage(list[0], list[0].name, null);
   });
   $("previous").addEventListener("click", () => { offset = Math.max(0, offset - Number(perPage.value)); run(); });
   $("next").addEventListener("click", () => { offset += Number(perPage.value); run(); });

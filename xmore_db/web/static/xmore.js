@@ -191,6 +191,17 @@ const xmore = (() => {
     begin();
   }
 
+  // A drop zone: highlighted while files are dragged over it; onFiles gets the dropped FileList.
+  function dropZone(zone, onFiles) {
+    zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+    zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+    zone.addEventListener("drop", (event) => {
+      event.preventDefault();
+      zone.classList.remove("over");
+      onFiles(event.dataTransfer.files);
+    });
+  }
+
   return { ApiError, api, getJSON, streamPath, showError, clearError, el, fixed, webUrl, thumbnailBlob,
-    showThumbnail, start, root };
+    showThumbnail, start, root, dropZone };
 })();
