@@ -1,14 +1,16 @@
 """Test-only entry: `xmore ingest` with the writer's test hook, run as a subprocess by the kill -9 tests.
 
     python tests/ingest_with_hooks.py PATH --corpus C [--text-emb DIR] [--write-batch N] [--flush-rows N]
-        [--write-delay SECONDS] [--hang-after WRITES --hang-marker FILE]
+        [--write-delay SECONDS] [--hang-after WRITES --hang-marker FILE] [--barrier DIR --peers N]
 
 The settings come from the environment (XMORE_HOME, the models, the database),
 as for `xmore`. `--write-delay` slows every write down (so concurrent workers
 interleave); `--hang-after N` stops the writer after its Nth batch is durable,
 writing the process id to the marker file first, so the test can kill -9 it
 mid-unit (with `--flush-rows` no larger than `--write-batch`, each batch is
-made durable alone).
+made durable alone). `--barrier DIR --peers N` holds the ingest back until N
+processes have reached it (each leaves a file in DIR), so that concurrent workers
+start claiming together however long each took to import.
 Prints the report as `xmore ingest --json` does.
 """
 
@@ -36,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write-delay", type=float, default=0.0)
     parser.add_argument("--hang-after", type=int, default=0)
     parser.add_argument("--hang-marker")
+    parser.add_argument("--barrier")
+    parser.add_argument("--peers", type=int, default=1)
     args = parser.parse_args(argv)
 
     def after_write(writes: int) -> None:
@@ -48,10 +52,22 @@ def main(argv: list[str] | None = None) -> None:
                 time.sleep(60)
 
     with Workspace(Settings.from_env()) as ws:
+        if args.barrier:
+            wait_for_peers(Path(args.barrier), args.peers)
         report = ingest(ws, args.path, corpus=args.corpus, text_emb=args.text_emb,
                         options=IngestOptions(write_batch=args.write_batch, flush_rows=args.flush_rows),
                         after_write=after_write)
     print(json.dumps(asdict(report)))
+
+
+def wait_for_peers(barrier: Path, peers: int, timeout: float = 120.0) -> None:
+    barrier.mkdir(parents=True, exist_ok=True)
+    (barrier / str(os.getpid())).touch()
+    deadline = time.monotonic() + timeout
+    while len(list(barrier.iterdir())) < peers:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(list(barrier.iterdir()))} of {peers} workers reached the barrier")
+        time.sleep(0.05)
 
 
 if __name__ == "__main__":

@@ -124,7 +124,8 @@ def test_two_concurrent_workers_on_postgres_never_process_a_unit_twice(postgres_
         init = subprocess.run([sys.executable, "-m", "xmore_db", "init"], env=env, capture_output=True, text=True)
         assert init.returncode == 0, init.stderr
     children = [hooked_ingest(env, folder, "--corpus", "c", "--text-emb", tmp_path / "fine", "--write-batch", "4",
-                              "--write-delay", "0.25") for env in envs]
+                              "--write-delay", "0.25", "--barrier", tmp_path / "barrier", "--peers", "2")
+                for env in envs]
     reports = []
     for child in children:
         out, err = child.communicate(timeout=180)
