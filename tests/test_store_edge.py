@@ -245,3 +245,45 @@ def test_kill_during_the_index_build_is_finished_by_the_next_run(tmp_path):
         assert store.optimize_if_needed() is True
         assert store.index_state()["images"] == IndexState(points=n, indexed=n, graph=True, needs_build=False)
     assert "index_build_pending" not in json.loads((path / RECORD_NAME).read_text())
+
+
+def test_an_exclusive_bulk_load_writes_texts_from_a_second_process(tmp_path):
+    """Qdrant Edge keeps the GIL while it writes: inside bulk_load() the `texts` shard is a writer process's,
+    which writes the captions while this process writes the images (each lot's texts durable first)."""
+    path = tmp_path / "qdrant"
+    with EdgeStore(path) as store:
+        store.init(PROV)
+        store.upsert_pairs(pairs(3, corpus="before"))
+        with store.bulk_load():
+            writer = store._texts_writer
+            assert writer is not None and writer.poll() is None
+            first = store.begin_pair_batches([pairs(20, seed=1, corpus="c")])
+            second = store.begin_pair_batches([pairs(20, seed=2, corpus="d")])  # begun before the first ends
+            first()
+            second()
+            assert store.existing_ids([pair_id("c", "k0"), pair_id("d", "k19"), pair_id("x", "k0")]) == {
+                pair_id("c", "k0"), pair_id("d", "k19")}
+            # `texts` is away meanwhile: what needs it says so, in one line.
+            with pytest.raises(StoreError, match=r"texts collection .* is being written by the bulk load's writer"):
+                store.fine_search(np.ones((1, PROV.fine_dim), np.float32), [[pair_id("c", "k0")]], limit=1)
+        assert writer.poll() == 0  # closed its shard and ended
+        assert store.counts() == {"images": 43, "texts": 43}
+        hits = store.fine_search(pairs(20, seed=2).text_vectors[:1], [[pair_id("d", f"k{i}") for i in range(20)]],
+                                 limit=1)
+        assert hits[0][0].pair_id == pair_id("d", "k0") and hits[0][0].caption == "caption 0"
+
+
+def test_a_dead_texts_writer_fails_the_write_in_one_line_and_the_store_recovers(tmp_path):
+    path = tmp_path / "qdrant"
+    with EdgeStore(path) as store:
+        store.init(PROV)
+        with pytest.raises(StoreError) as caught, store.bulk_load():
+            store.upsert_pairs(pairs(10, corpus="c"))
+            store._texts_writer.kill()
+            store._texts_writer.wait()
+            store.upsert_pairs(pairs(10, seed=1, corpus="d"))
+        assert "writer process of the texts collection" in str(caught.value) and "\n" not in str(caught.value)
+        # The pairs written before are whole; the refused lot left nothing reachable (no image without caption).
+        assert store.counts() == {"images": 10, "texts": 10}
+        store.upsert_pairs(pairs(10, seed=1, corpus="d"))  # `texts` is this process's again
+        assert store.counts() == {"images": 20, "texts": 20}

@@ -4,13 +4,15 @@ A worker claims a pending unit and passes its batches through named stages:
 `_checked` drops and counts bad rows and rows already stored whole, the decode
 pool decodes the next batch's images while `_embedded` encodes this one, and
 the writer thread (`writer.Writer`) upserts. The unit is marked done only once
-all its batches are durable. What the rows count as (new, already present,
-duplicate) is `accounting`'s.
+all its batches are durable: by the completer thread, so that the worker goes on
+to its next unit meanwhile and the writer never runs dry at a unit's end. What the
+rows count as (new, already present, duplicate) is `accounting`'s.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import Counter, deque
@@ -126,7 +128,7 @@ def ingest(
                    encoders, after_write)
         optimize_seconds = 0.0
         if pending:
-            with store.bulk_load() if options.optimize else nullcontext():
+            with store.bulk_load() if options.optimize else store.bulk_writes():
                 run.work()
                 finishing = time.perf_counter()
             optimize_seconds = time.perf_counter() - finishing if options.optimize else 0.0
@@ -201,6 +203,8 @@ class _Run:
         self._encoders = dict(encoders)
         self._lock = threading.Lock()
         self.in_flight = InFlight()
+        self._completions: queue.Queue = queue.Queue()  # (claim, complete) in the order the units were read
+        self._completion_errors: list[BaseException] = []
 
     # -- threads ------------------------------------------------------------
 
@@ -208,35 +212,47 @@ class _Run:
         self.writer = Writer(self.store, self.store_lock, self.after_write, flush_rows=self.options.flush_rows,
                              batch_rows=self.options.write_batch)
         self.decoder = ThreadPoolExecutor(self.options.decode_threads, thread_name_prefix="xmore-decode")
+        completer = threading.Thread(target=self._complete_units, name="xmore-completer", daemon=True)
+        completer.start()
         try:
-            if self.options.workers == 1:
-                self._worker()
-                return
-            errors: list[BaseException] = []
-
-            def guarded() -> None:
-                try:
-                    self._worker()
-                except BaseException as error:  # noqa: BLE001 - handed to the main thread
-                    errors.append(error)
-                    self.stop.set()
-
-            threads = [threading.Thread(target=guarded, name=f"xmore-worker-{i}", daemon=True)
-                       for i in range(self.options.workers)]
-            for thread in threads:
-                thread.start()
-            try:
-                for thread in threads:
-                    while thread.is_alive():
-                        thread.join(0.2)
-            except BaseException:
-                self.stop.set()
+            self._work()
+        except _Stopped:
+            if not self._completion_errors:
                 raise
-            if errors:
-                raise errors[0]
         finally:
             self.decoder.shutdown(wait=False, cancel_futures=True)
-            self.writer.close()
+            self.writer.close()  # what is left is written: every submitted batch's future is settled
+            self._completions.put(None)
+            completer.join()
+        if self._completion_errors:
+            raise self._completion_errors[0]
+
+    def _work(self) -> None:
+        if self.options.workers == 1:
+            self._worker()
+            return
+        errors: list[BaseException] = []
+
+        def guarded() -> None:
+            try:
+                self._worker()
+            except BaseException as error:  # noqa: BLE001 - handed to the main thread
+                errors.append(error)
+                self.stop.set()
+
+        threads = [threading.Thread(target=guarded, name=f"xmore-worker-{i}", daemon=True)
+                   for i in range(self.options.workers)]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)
+        except BaseException:
+            self.stop.set()
+            raise
+        if errors:
+            raise errors[0]
 
     def _worker(self) -> None:
         while not self.stop.is_set():
@@ -244,11 +260,24 @@ class _Run:
             if claim is None:
                 return
             try:
-                outcome = self._unit(claim)
+                complete = self._unit(claim)
             except BaseException:
                 claim.release()
                 self.stop.set()
                 raise
+            self._completions.put((claim, complete))
+
+    def _complete_units(self) -> None:
+        """The completer thread: each unit, once its batches are durable, recorded in the ledger and reported."""
+        while (item := self._completions.get()) is not None:
+            claim, complete = item
+            try:
+                outcome = complete()
+            except BaseException as error:  # noqa: BLE001 - raised by work() once the run has stopped
+                claim.release()
+                self.stop.set()
+                self._completion_errors.append(error)
+                continue
             with self._lock:
                 self.outcomes.append(outcome)
             log.info("unit %s: %s, %d rows, %d ingested, %d skipped in %.1f s (%.0f pairs/s)", outcome.unit,
@@ -258,7 +287,9 @@ class _Run:
 
     # -- one unit -----------------------------------------------------------
 
-    def _unit(self, claim: Claim) -> UnitOutcome:
+    def _unit(self, claim: Claim) -> Callable[[], UnitOutcome]:
+        """Read the unit and hand its batches to the writer; the function returned waits until they are
+        durable, then records the unit (run by the completer thread)."""
         started = time.perf_counter()
         files = fingerprint(self.source.files(claim.unit))  # before reading: a change while read shows next run
         attempt = Attempt.of(claim.unit, claim.attempts, claim.recorded, files)
@@ -287,11 +318,21 @@ class _Run:
                     raise_failed_writes(futures)
             except UnitReadError as exc:
                 error = str(exc)
-            self.writer.seal()  # the unit is done only once every batch of it is durable
-            for future in futures:
-                future.result()
-        finally:
+        except BaseException:
             self.in_flight.finish(claim.unit)
+            raise
+
+        def complete() -> UnitOutcome:
+            try:
+                for future in futures:  # the unit is done only once every batch of it is durable
+                    future.result()
+            finally:
+                self.in_flight.finish(claim.unit)
+            return self._record(claim, started, rows, ingested, present, reasons, error, partial, notes, files)
+        return complete
+
+    def _record(self, claim: Claim, started: float, rows: int, ingested: int, present: int, reasons: Counter,
+                error: str | None, partial: bool, notes: list[str], files) -> UnitOutcome:
         error = error or all_skipped(self.source, claim.unit, rows, ingested + present, reasons)
         seconds = time.perf_counter() - started
         note = "; ".join(notes) or None

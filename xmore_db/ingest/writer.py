@@ -2,12 +2,15 @@
 
 Batches are written in groups of at least `flush_rows` rows: the texts of the
 whole group, then its images, each collection made durable once per group
-(`VectorStore.upsert_pair_batches`). A flush of Qdrant Edge costs tens of
+(`VectorStore.begin_pair_batches`). A flush of Qdrant Edge costs tens of
 milliseconds however little it holds, and keeps the GIL meanwhile: made for
 every 1024-row batch, flushes took more of an ingest's time than any other stage.
-A worker about to wait for its batches (a unit's end) calls `seal()`, and the
-group gathered so far is written at once. The queue holds a group's worth of
-batches, so that the workers read the next group while this one is written.
+While more batches wait, a group is begun before the one before it is finished,
+so that an embedded store's second process writes the texts of the one while this
+process writes the images of the other. A worker about to wait for its batches (a
+unit's end) calls `seal()`, and what is gathered is written and finished at once.
+The queue holds a group's worth of batches, so that the workers read the next group
+while this one is written.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class Writer:
     def _run(self) -> None:
         group: list[tuple[PairBatch, Future]] = []
         rows = 0
+        begun = None  # a group begun and not finished yet: its texts may be in flight
         while True:
             item = self._queue.get()
             if item is not None and item is not _SEAL:
@@ -72,26 +76,48 @@ class Writer:
                 rows += len(item[0].keys)
                 if rows < self.flush_rows:
                     continue
-            self._write(group)
+            # The next group is begun before the last one is finished: an embedded store writes its
+            # texts from another process meanwhile (VectorStore.begin_pair_batches).
+            started = self._begin(group)
+            if begun is not None:
+                self._finish(*begun)
+            begun = started
+            # Held open only while more batches wait, to overlap with their group: else finished now.
+            if begun is not None and (item is None or item is _SEAL or self._queue.empty()):
+                self._finish(*begun)
+                begun = None
             group, rows = [], 0
             if item is None:
                 return
 
-    def _write(self, group: list[tuple[PairBatch, Future]]) -> None:
+    def _begin(self, group: list[tuple[PairBatch, Future]]):
         if not group:
-            return
+            return None
         try:
             with self.lock:
-                self.store.upsert_pair_batches([batch for batch, _ in group])
+                finish = self.store.begin_pair_batches([batch for batch, _ in group])
         except BaseException as error:  # noqa: BLE001 - handed to the workers waiting on it
-            for _, future in group:
-                future.set_exception(error)
+            _fail(group, error)
+            return None
+        return finish, group
+
+    def _finish(self, finish, group: list[tuple[PairBatch, Future]]) -> None:
+        try:
+            with self.lock:
+                finish()
+        except BaseException as error:  # noqa: BLE001 - handed to the workers waiting on it
+            _fail(group, error)
             return
         for batch, future in group:
             future.set_result(len(batch.keys))
             self.writes += 1
             if self.after_write is not None:
                 self.after_write(self.writes)
+
+
+def _fail(group: list[tuple[PairBatch, Future]], error: BaseException) -> None:
+    for _, future in group:
+        future.set_exception(error)
 
 
 def raise_failed_writes(futures: list[Future]) -> None:

@@ -72,10 +72,15 @@ class SharedStore:
 
         return locked
 
+    def bulk_writes(self) -> contextlib.AbstractContextManager[None]:
+        """Nothing special: queries go on while the service ingests (an embedded store's bulk writes
+        would take `texts` away from them)."""
+        return contextlib.nullcontext()
+
     @contextlib.contextmanager
     def bulk_load(self) -> Iterator[None]:
         """The store's bulk load, its setup and its closing graph build under the lock, the load itself not."""
-        manager = self._store.bulk_load()
+        manager = self._store.bulk_load(exclusive=False)  # queries go on meanwhile
         with self._lock:
             manager.__enter__()
         try:

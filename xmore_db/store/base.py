@@ -22,7 +22,7 @@ import contextlib
 import itertools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 
 import numpy as np
@@ -177,6 +177,13 @@ class VectorStore(ABC):
         the same for one point as for thousands, so a bulk load hands several batches at a
         time (ingest's writer does). Every batch is checked before anything is written.
         """
+        self.begin_pair_batches(batches)()
+
+    def begin_pair_batches(self, batches: Sequence[PairBatch]) -> Callable[[], None]:
+        """upsert_pair_batches in two steps: this starts the write, the function it returns finishes it
+        (returns once all is durable, or raises the write's error). Inside bulk_writes() an embedded
+        store writes the texts of the next lot while it finishes this one's images; elsewhere the write
+        is done when this returns. Lots are finished in the order they were begun."""
         self._require_open()
         provenance = self._provenance()
         texts: list[_Points] = []
@@ -193,9 +200,16 @@ class VectorStore(ABC):
             images.append((ids, {COARSE_VECTOR: image_vectors},
                            [{"corpus": batch.corpus, "key": key} for key in batch.keys]))
         if not texts:
-            return
-        # Texts first: an image point is what makes a pair reachable (coarse search),
-        # so a crash in between leaves at most an orphan caption nobody finds.
+            return _nothing_to_finish
+        return self._begin_pairs(texts, images)
+
+    def _begin_pairs(self, texts: list[_Points], images: list[_Points]) -> Callable[[], None]:
+        self._write_pairs(texts, images)
+        return _nothing_to_finish
+
+    def _write_pairs(self, texts: list[_Points], images: list[_Points]) -> None:
+        """Texts first, durable, then images: an image point is what makes a pair reachable (coarse
+        search), so a crash in between leaves at most an orphan caption nobody finds."""
         self._write(TEXTS, texts, "writing captions")
         self._write(IMAGES, images, "writing images")
 
@@ -278,14 +292,18 @@ class VectorStore(ABC):
         if not wanted:
             return set()
         self._provenance()
-        present: dict[str, set[str]] = {}
-        for name in COLLECTIONS:
+        present: list[set[str]] = []
+        for name in self._presence_collections():
             found: set[str] = set()
             for start in range(0, len(wanted), READ_CHUNK):
                 with self._calls("looking up ids"):
                     found.update(str(pid) for pid in self._present_ids(name, wanted[start:start + READ_CHUNK]))
-            present[name] = found
-        return present[IMAGES] & present[TEXTS]
+            present.append(found)
+        return set.intersection(*present)
+
+    def _presence_collections(self) -> tuple[str, ...]:
+        """Where existing_ids looks: both collections (a store may narrow it where the write order allows)."""
+        return COLLECTIONS
 
     def coarse_search(self, queries: np.ndarray, *, limit: int, hnsw_ef: int | None = None,
                       corpora: Sequence[str] | None = None) -> list[list[ImageHit]]:
@@ -496,17 +514,26 @@ class VectorStore(ABC):
     # -- the index -------------------------------------------------------------
 
     @contextlib.contextmanager
-    def bulk_load(self) -> Iterator[None]:
+    def bulk_load(self, *, exclusive: bool = True) -> Iterator[None]:
         """A context for a large load: graph building deferred, built once, by optimize(), at the end.
+        `exclusive`: nothing but the load uses the store meanwhile, so its writes may go their fastest
+        way (bulk_writes()).
 
         The marker set first stays if the process dies before the build is done, so
         the store knows (index_state) and the next optimize_if_needed() builds it.
         """
         self._require_open()
         self._mark_build(pending=True)
-        with self._deferred_indexing():
+        with self._deferred_indexing(), self.bulk_writes() if exclusive else contextlib.nullcontext():
             yield
         self.optimize()
+
+    def bulk_writes(self) -> AbstractContextManager[None]:
+        """A context for many upserts in a row (an exclusive bulk_load() opens it; an ingest without the
+        final build too). A store may write differently meanwhile (Qdrant Edge: `texts` from a second
+        process), and only upserts and existing_ids() are sure to work inside it: a store that answers
+        queries during the load (the service's) does not open it."""
+        return contextlib.nullcontext()
 
     def optimize(self) -> None:
         """Build the index now (Edge: in this call; a server: starts it in the background)."""
@@ -677,6 +704,10 @@ class VectorStore(ABC):
 
 
 _Points = tuple[list[str], dict[str, np.ndarray], list[dict]]  # ids, named vectors (rows match ids), payloads
+
+
+def _nothing_to_finish() -> None:
+    """A write done when it was begun."""
 
 
 def _joined(parts: list[_Points]) -> Iterator[_Points]:

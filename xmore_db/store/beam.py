@@ -16,8 +16,8 @@ The curve is recorded with the collections; a search takes the smallest rung who
 recall reaches the target (XMORE_RECALL_TARGET, 0.95 by default), so a new target
 needs no new measurement. The probes are stored points, which the graph finds more
 easily than new queries: a rung reaches the target when the probes miss at most
-PROBE_MISS_SHARE of the neighbours the target lets a query miss. A target the graph never reaches gets the rung where the
-curve flattens (within PLATEAU of its best): a wider beam would cost time and find
+PROBE_MISS_SHARE of the neighbours the target lets a query miss. A target the graph
+never reaches gets the rung where the curve flattens (within PLATEAU of its best): a wider beam would cost time and find
 nothing more, and `xmore status` says the target is out of reach.
 
 XMORE_HNSW_EF, when set, overrides the choice. A store optimize() has not measured

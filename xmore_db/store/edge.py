@@ -22,6 +22,10 @@ import contextlib
 import fcntl
 import json
 import os
+import pickle
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +33,8 @@ import qdrant_edge as qe
 
 from ..errors import StoreError, StoreLockedError, StoreMismatchError, StoreNotInitializedError
 from ..files import write_atomically
-from .base import VectorStore
+from . import texts_writer
+from .base import VectorStore, _joined, _Points
 from .beam import BeamTarget
 from .checks import check_provenance, short
 from .storage import STORAGE_KEY, Storage, StorageRequest
@@ -37,6 +42,7 @@ from .types import CAPTION_VECTOR, COLLECTIONS, IMAGES, LAYOUT, TEXTS, Provenanc
 
 RECORD_NAME = "xmore-store.json"
 LOCK_NAME = "xmore.lock"
+TEXTS_WRITER_EXIT_SECONDS = 120  # a close flushes nothing new (every write was flushed); opening and closing is quick
 RECORD_FORMAT = 1
 FULL_SCAN_THRESHOLD_KB = 10_000
 WRITE_CHUNK = 512
@@ -53,6 +59,7 @@ class EdgeStore(VectorStore):
         super().__init__(str(self.path), storage, beam)
         self._shards: dict[str, qe.EdgeShard] | None = None
         self._lock_fd: int | None = None
+        self._texts_writer: subprocess.Popen | None = None  # owns `texts` during a bulk load
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -121,6 +128,8 @@ class EdgeStore(VectorStore):
         self._checked = True
 
     def _close(self) -> None:
+        if self._texts_writer is not None:
+            self._stop_texts_writer()
         shards, self._shards = self._shards, None
         try:
             self._close_shards(shards)
@@ -267,7 +276,112 @@ class EdgeStore(VectorStore):
     # -- shards and the record ---------------------------------------------
 
     def _shard(self, name: str) -> qe.EdgeShard:
-        return self._attach()[name]
+        shards = self._attach()
+        if name not in shards and self._texts_writer is not None:
+            raise StoreError(f"the {name} collection at {self.location} is being written by the bulk load's "
+                             "writer process; it is back once the load ends")
+        return shards[name]
+
+    # -- bulk loads: `texts` written by a second process -------------------------
+
+    @contextlib.contextmanager
+    def bulk_writes(self) -> Iterator[None]:
+        """For a bulk load, hand `texts` to a writer process (texts_writer.py says why), and take it back."""
+        self._start_texts_writer()
+        try:
+            yield
+        finally:
+            self._stop_texts_writer()
+
+    def _start_texts_writer(self) -> None:
+        shards = self._attach()
+        with self._calls("handing the texts collection to its writer process"):
+            shards.pop(TEXTS).close()
+        try:
+            self._texts_writer = subprocess.Popen(
+                [sys.executable, texts_writer.__file__, str(self.path / TEXTS)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(self._lock_fd,))
+        except OSError as error:
+            self._load_shards(create=None)
+            raise StoreError(f"could not start the writer process for {self.location}: {short(error)}") from None
+
+    def _stop_texts_writer(self) -> None:
+        """Close the writer's shard and wait for it to end (killed if it does not), then reopen `texts` here."""
+        writer, self._texts_writer = self._texts_writer, None
+        if writer is None:
+            return
+        try:
+            with contextlib.suppress(StoreError):
+                self._ask(writer, ("close",))
+            try:
+                writer.wait(timeout=TEXTS_WRITER_EXIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                writer.kill()
+                writer.wait()
+        finally:
+            for pipe in (writer.stdin, writer.stdout):
+                with contextlib.suppress(OSError):
+                    pipe.close()
+            if self._shards is not None:
+                self._load_shards(create=None)
+
+    def _send(self, writer: subprocess.Popen, request: tuple, matrices: dict[str, np.ndarray] | None = None) -> None:
+        """A request, then the matrices' float32 bytes (texts_writer.py reads them by the shapes it names)."""
+        try:
+            pickle.dump(request, writer.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            for matrix in (matrices or {}).values():
+                writer.stdin.write(memoryview(np.ascontiguousarray(matrix, dtype=np.float32)).cast("B"))
+            writer.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._writer_gone(writer) from None
+
+    def _answer(self, writer: subprocess.Popen) -> int:
+        try:
+            status, value = pickle.load(writer.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            raise self._writer_gone(writer) from None
+        if status != "ok":
+            raise StoreError(f"Qdrant Edge failed while writing captions at {self.location}: {value}")
+        return int(value)
+
+    def _ask(self, writer: subprocess.Popen, request: tuple) -> int:
+        self._send(writer, request)
+        return self._answer(writer)
+
+    def _writer_gone(self, writer: subprocess.Popen) -> StoreError:
+        code = writer.poll()
+        return StoreError(f"the writer process of the texts collection at {self.location} ended"
+                          + (f" (exit status {code})" if code is not None else "")
+                          + ": captions written since the last completed batch are not stored")
+
+    def _begin_pairs(self, texts: list[_Points], images: list[_Points]) -> Callable[[], None]:
+        """Inside bulk_writes(): the texts go to the writer process (which writes and flushes them while this
+        one builds the image points, and finishes the previous lot's images); the images are written by the
+        returned function, once the writer has said the texts are durable (the order the base keeps)."""
+        writer = self._texts_writer
+        if writer is None:
+            return super()._begin_pairs(texts, images)
+        runs = list(_joined(texts))
+        for ids, vectors, payloads in runs:
+            shapes = {name: (len(ids), int(matrix.shape[1])) for name, matrix in vectors.items()}
+            self._send(writer, ("write", ids, shapes, payloads), vectors)
+        with self._calls("writing images"):
+            calls = [qe.UpdateOperation.upsert_points(points) for points in _image_points(images)]
+
+        def finish() -> None:
+            for _ in runs:
+                self._answer(writer)
+            with self._calls("writing images"):
+                shard = self._shard(IMAGES)
+                for call in calls:
+                    shard.update(call)
+                shard.flush()
+        return finish
+
+    def _presence_collections(self) -> tuple[str, ...]:
+        # While the writer process owns `texts`: an image is written only once its caption is durable,
+        # so a pair whose image is present is whole.
+        return (IMAGES,) if self._texts_writer is not None else COLLECTIONS
 
     def _attach(self) -> dict[str, qe.EdgeShard]:
         """Load both shards once (reads need no configured models; writes need open())."""
@@ -375,6 +489,16 @@ def engine_rows(matrix: np.ndarray) -> list[array.array]:
     vectors in less than half the time of the lists of Python floats tolist() makes (512 to 768
     dimensions, measured), bit for bit the same values."""
     return [array.array("f", row.tobytes()) for row in np.ascontiguousarray(matrix, dtype=np.float32)]
+
+
+def _image_points(parts: list[_Points]) -> Iterator[list[qe.Point]]:
+    """The engine's points of `parts`, WRITE_CHUNK a list (an update() call each)."""
+    for ids, vectors, payloads in _joined(parts):
+        for start in range(0, len(ids), WRITE_CHUNK):
+            stop = start + WRITE_CHUNK
+            rows = {name: engine_rows(matrix[start:stop]) for name, matrix in vectors.items()}
+            yield [qe.Point(pid, {name: rows[name][i] for name in rows}, payload)
+                   for i, (pid, payload) in enumerate(zip(ids[start:stop], payloads[start:stop], strict=True))]
 
 
 def locked_message(location: str) -> str:
