@@ -57,7 +57,11 @@ class Index:
         return result
 
     def ingest(self, path: str | Path, *, corpus: str, **options) -> IngestReport:
-        """Ingest a corpus folder (see `xmore ingest --help` for the layouts); keyword options as ingest()'s."""
+        """Ingest a corpus folder (see `xmore ingest --help` for the layouts); keyword options as ingest()'s.
+
+        On the embedded store the load has the store to itself: `texts` is written by a second process
+        meanwhile, and a search or classify from another thread fails in one line until it ends.
+        """
         from .ingest import ingest
 
         return ingest(self._workspace, Path(path), corpus=corpus, **options)
