@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -287,3 +288,19 @@ def test_a_dead_texts_writer_fails_the_write_in_one_line_and_the_store_recovers(
         assert store.counts() == {"images": 10, "texts": 10}
         store.upsert_pairs(pairs(10, seed=1, corpus="d"))  # `texts` is this process's again
         assert store.counts() == {"images": 20, "texts": 20}
+
+
+def test_a_lot_the_writer_process_refuses_fails_alone(tmp_path):
+    """Each lot reads its own answers: one the engine refuses (a payload it cannot store) fails in one line,
+    writes no image, and the next lot goes through."""
+    path = tmp_path / "qdrant"
+    with EdgeStore(path) as store:
+        store.init(PROV)
+        with store.bulk_load():
+            bad = dataclasses.replace(pairs(4, corpus="bad"),
+                                      extras=[{"metadata": {"kind": complex(1, 2)}}] * 4)  # no JSON for it
+            with pytest.raises(StoreError) as caught:
+                store.upsert_pairs(bad)
+            assert "writing captions" in str(caught.value) and "\n" not in str(caught.value)
+            store.upsert_pairs(pairs(5, corpus="good"))
+        assert store.counts() == {"images": 5, "texts": 5}

@@ -344,6 +344,19 @@ class EdgeStore(VectorStore):
             raise StoreError(f"Qdrant Edge failed while writing captions at {self.location}: {value}")
         return int(value)
 
+    def _answers(self, writer: subprocess.Popen, count: int, *, raise_first: bool = True) -> None:
+        """Read `count` answers, all of them even after a failure (they come in order), then raise the first."""
+        failure: StoreError | None = None
+        for _ in range(count):
+            try:
+                self._answer(writer)
+            except StoreError as error:
+                failure = failure or error
+                if writer.poll() is not None:
+                    break  # gone: nothing more will come
+        if failure is not None and raise_first:
+            raise failure
+
     def _ask(self, writer: subprocess.Popen, request: tuple) -> int:
         self._send(writer, request)
         return self._answer(writer)
@@ -361,16 +374,20 @@ class EdgeStore(VectorStore):
         writer = self._texts_writer
         if writer is None:
             return super()._begin_pairs(texts, images)
-        runs = list(_joined(texts))
-        for ids, vectors, payloads in runs:
-            shapes = {name: (len(ids), int(matrix.shape[1])) for name, matrix in vectors.items()}
-            self._send(writer, ("write", ids, shapes, payloads), vectors)
-        with self._calls("writing images"):
-            calls = [qe.UpdateOperation.upsert_points(points) for points in _image_points(images)]
+        sent = 0
+        try:
+            for ids, vectors, payloads in _joined(texts):
+                shapes = {name: (len(ids), int(matrix.shape[1])) for name, matrix in vectors.items()}
+                self._send(writer, ("write", ids, shapes, payloads), vectors)
+                sent += 1
+            with self._calls("writing images"):
+                calls = [qe.UpdateOperation.upsert_points(points) for points in _image_points(images)]
+        except BaseException:
+            self._answers(writer, sent, raise_first=False)  # every request answered: the next lot reads its own
+            raise
 
         def finish() -> None:
-            for _ in runs:
-                self._answer(writer)
+            self._answers(writer, sent)
             with self._calls("writing images"):
                 shard = self._shard(IMAGES)
                 for call in calls:
