@@ -25,6 +25,7 @@ from xmore_db.store.beam import (
     without_own,
 )
 from xmore_db.store.edge import EdgeStore
+from xmore_db.store.storage import StorageRequest
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -95,7 +96,9 @@ def graph_store(tmp_path_factory):
     rng = np.random.default_rng(11)
     n, dim = 10_000, 256
     images = unit(rng.standard_normal((n, dim)))
-    store = EdgeStore(tmp_path_factory.mktemp("beam") / "qdrant", beam=BeamTarget(recall=0.95, limit=32))
+    # Built at the engine's ef_construct of 100 (ours is 200): a graph on which the narrowest beam misses.
+    store = EdgeStore(tmp_path_factory.mktemp("beam") / "qdrant", storage=StorageRequest(hnsw_ef_construct=100),
+                      beam=BeamTarget(recall=0.95, limit=32))
     store.init(Provenance(coarse_model="toy-coarse", coarse_dim=dim, fine_model="toy-fine", fine_dim=4))
     with store.bulk_load():
         for start in range(0, n, 2500):

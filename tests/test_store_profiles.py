@@ -117,13 +117,13 @@ def test_profiles_bundle_the_documented_knobs():
     assert StorageRequest().resolve(None) == Storage()
     assert StorageRequest(profile="exact").resolve(None).to_dict() == {
         "profile": "exact", "datatype": "float32", "quantization": "none", "vectors_on_disk": False,
-        "oversampling": None, "hnsw_m": 16, "hnsw_ef_construct": 100, "corpus_index": True}
+        "oversampling": None, "hnsw_m": 16, "hnsw_ef_construct": 200, "corpus_index": True}
     assert StorageRequest(profile="compact").resolve(None).to_dict() == {
         "profile": "compact", "datatype": "float16", "quantization": "scalar", "vectors_on_disk": True,
-        "oversampling": 2.0, "hnsw_m": 16, "hnsw_ef_construct": 100, "corpus_index": True}
+        "oversampling": 2.0, "hnsw_m": 16, "hnsw_ef_construct": 200, "corpus_index": True}
     assert StorageRequest(profile="tiny").resolve(None).to_dict() == {
         "profile": "tiny", "datatype": "float16", "quantization": "binary", "vectors_on_disk": True,
-        "oversampling": 4.0, "hnsw_m": 16, "hnsw_ef_construct": 100, "corpus_index": True}
+        "oversampling": 4.0, "hnsw_m": 16, "hnsw_ef_construct": 200, "corpus_index": True}
     # Knobs over a profile; another combination is named custom.
     custom = StorageRequest(profile="compact", vectors_on_disk=False, oversampling=3, hnsw_m=32).resolve(None)
     assert (custom.profile, custom.vectors_on_disk, custom.oversampling, custom.hnsw_m) == ("custom", False, 3.0, 32)
@@ -133,11 +133,11 @@ def test_profiles_bundle_the_documented_knobs():
 @pytest.mark.parametrize(("built", "asked", "message"), [
     ({"storage_profile": "compact"}, {"storage_profile": "tiny"},
      "was built with storage profile compact (float16 vectors on disk, scalar (int8) quantization in RAM, rescored "
-     "at oversampling 2; HNSW m 16, ef_construct 100; keyword index on corpus); XMORE_STORAGE_PROFILE=tiny asks "
+     "at oversampling 2; HNSW m 16, ef_construct 200; keyword index on corpus); XMORE_STORAGE_PROFILE=tiny asks "
      "for another (quantization binary instead of scalar): unset it (an existing store keeps the storage it "
      "records) or use a new store"),
     ({}, {"storage_profile": "compact"},
-     "was built with storage profile exact (float32 vectors in RAM, no quantization; HNSW m 16, ef_construct 100; "
+     "was built with storage profile exact (float32 vectors in RAM, no quantization; HNSW m 16, ef_construct 200; "
      "keyword index on corpus); XMORE_STORAGE_PROFILE=compact asks for another (datatype float16 instead of "
      "float32; quantization scalar instead of none; vectors_on_disk on instead of off): unset it"),
     ({"storage_profile": "tiny"}, {"storage_profile": "tiny", "hnsw_m": 32, "corpus_index": False},
@@ -171,7 +171,7 @@ def test_asking_for_what_the_store_has_is_no_mismatch(stores):
     store = stores(storage_profile="tiny", hnsw_m=24)
     store.init(PROV)
     for asked in ({}, {"storage_profile": "tiny", "hnsw_m": 24}, {"quantization": "binary"},
-                  {"hnsw_ef_construct": 100}):
+                  {"hnsw_ef_construct": 200}):
         again = stores(**asked)
         again.open(PROV)
         assert again.storage().profile == "tiny" and again.storage().hnsw_m == 24
@@ -213,7 +213,8 @@ def test_store_made_before_profiles_reads_as_exact(stores, backend, tmp_path):
             store.client.update_collection(name, metadata={"xmore": metadata})
 
     old = stores()
-    assert old.stored_storage() == Storage() and old.stored_storage().profile == "exact"
+    # Read as what built it then: the engine's ef_construct 100, not today's default of 200.
+    assert old.stored_storage() == Storage(hnsw_ef_construct=100) and old.stored_storage().profile == "exact"
     old.open(PROV)
     assert top_ids(old, queries) == wanted
     stores(storage_profile="exact").open(PROV)
@@ -303,7 +304,7 @@ def test_edge_builds_what_the_profile_says(tmp_path, profile):
                  == "hnsw"]
     config = json.loads((segment / "segment.json").read_text())["config"]["vector_data"]["coarse"]
     want = BUILT[profile]
-    assert config["index"]["options"]["m"] == 16 and config["index"]["options"]["ef_construct"] == 100
+    assert config["index"]["options"]["m"] == 16 and config["index"]["options"]["ef_construct"] == 200
     assert (config["storage_type"], config.get("datatype"), config["quantization_config"]) == (
         want["storage_type"], want["datatype"], want["quantization_config"])
     storage = segment / "vector_storage-coarse"

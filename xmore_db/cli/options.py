@@ -221,7 +221,7 @@ HnswEfConstruct = Annotated[
     int | None,
     typer.Option("--hnsw-ef-construct", envvar=_ENV["hnsw_ef_construct"], min=4,
                  help="Beam width while building that graph: wider builds slower and better (recorded at init).",
-                 show_default="100"),
+                 show_default="200"),
 ]
 CorpusIndex = Annotated[
     bool | None,
