@@ -167,11 +167,7 @@ class EdgeStore(VectorStore):
     def _write_points(self, collection: str, ids: list[str], vectors: dict[str, np.ndarray],
                       payloads: list[dict]) -> None:
         shard = self._shard(collection)
-        for start in range(0, len(ids), WRITE_CHUNK):
-            stop = start + WRITE_CHUNK
-            rows = {name: engine_rows(matrix[start:stop]) for name, matrix in vectors.items()}
-            points = [qe.Point(pid, {name: rows[name][i] for name in rows}, payload)
-                      for i, (pid, payload) in enumerate(zip(ids[start:stop], payloads[start:stop], strict=True))]
+        for points in _engine_points(ids, vectors, payloads):
             shard.update(qe.UpdateOperation.upsert_points(points))
 
     def _flush(self, collection: str) -> None:
@@ -511,11 +507,17 @@ def engine_rows(matrix: np.ndarray) -> list[array.array]:
 def _image_points(parts: list[_Points]) -> Iterator[list[qe.Point]]:
     """The engine's points of `parts`, WRITE_CHUNK a list (an update() call each)."""
     for ids, vectors, payloads in _joined(parts):
-        for start in range(0, len(ids), WRITE_CHUNK):
-            stop = start + WRITE_CHUNK
-            rows = {name: engine_rows(matrix[start:stop]) for name, matrix in vectors.items()}
-            yield [qe.Point(pid, {name: rows[name][i] for name in rows}, payload)
-                   for i, (pid, payload) in enumerate(zip(ids[start:stop], payloads[start:stop], strict=True))]
+        yield from _engine_points(ids, vectors, payloads)
+
+
+def _engine_points(ids: list[str], vectors: dict[str, np.ndarray], payloads: list[dict]) -> Iterator[list[qe.Point]]:
+    """Points as the engine takes them, WRITE_CHUNK a list (texts_writer.py builds its own the same way: it
+    runs by path, importing nothing of this package)."""
+    for start in range(0, len(ids), WRITE_CHUNK):
+        stop = start + WRITE_CHUNK
+        rows = {name: engine_rows(matrix[start:stop]) for name, matrix in vectors.items()}
+        yield [qe.Point(pid, {name: rows[name][i] for name in rows}, payload)
+               for i, (pid, payload) in enumerate(zip(ids[start:stop], payloads[start:stop], strict=True))]
 
 
 def locked_message(location: str) -> str:
