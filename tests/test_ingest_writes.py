@@ -67,7 +67,7 @@ def test_batches_become_durable_with_their_group_or_at_a_seal(edge_store):
         assert [f.result(timeout=30) for f in [*first, third]] == [4, 4, 4]
         assert edge_store.counts() == {"images": 12, "texts": 12}
         last = writer.submit(pairs("c", 12, 2))
-        writer.seal()  # what a worker does at a unit's end
+        writer.seal()  # a caller that waits for its batches now
         assert last.result(timeout=30) == 2
         assert edge_store.existing_ids(pair_ids("c", [f"k{i}" for i in range(14)])) == set(
             pair_ids("c", [f"k{i}" for i in range(14)]))

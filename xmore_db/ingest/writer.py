@@ -7,8 +7,9 @@ milliseconds however little it holds, and keeps the GIL meanwhile: made for
 every 1024-row batch, flushes took more of an ingest's time than any other stage.
 While more batches wait, a group is begun before the one before it is finished,
 so that an embedded store's second process writes the texts of the one while this
-process writes the images of the other. A worker about to wait for its batches (a
-unit's end) calls `seal()`, and what is gathered is written and finished at once.
+process writes the images of the other. A caller that must wait for its batches
+now calls `seal()`, and what is gathered is written and finished at once (the ingest's
+workers do not: the run's completer thread waits for a unit's batches instead).
 The queue holds a group's worth of batches, so that the workers read the next group
 while this one is written.
 """

@@ -204,14 +204,11 @@ class VectorStore(ABC):
         return self._begin_pairs(texts, images)
 
     def _begin_pairs(self, texts: list[_Points], images: list[_Points]) -> Callable[[], None]:
-        self._write_pairs(texts, images)
-        return _nothing_to_finish
-
-    def _write_pairs(self, texts: list[_Points], images: list[_Points]) -> None:
         """Texts first, durable, then images: an image point is what makes a pair reachable (coarse
         search), so a crash in between leaves at most an orphan caption nobody finds."""
         self._write(TEXTS, texts, "writing captions")
         self._write(IMAGES, images, "writing images")
+        return _nothing_to_finish
 
     def _write(self, collection: str, parts: list[_Points], action: str) -> None:
         with self._calls(action):
