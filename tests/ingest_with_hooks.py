@@ -8,9 +8,11 @@ as for `xmore`. `--write-delay` slows every write down (so concurrent workers
 interleave); `--hang-after N` stops the writer after its Nth batch is durable,
 writing the process id to the marker file first, so the test can kill -9 it
 mid-unit (with `--flush-rows` no larger than `--write-batch`, each batch is
-made durable alone). `--barrier DIR --peers N` holds the ingest back until N
-processes have reached it (each leaves a file in DIR), so that concurrent workers
-start claiming together however long each took to import.
+made durable alone). `--barrier DIR --peers N` holds each process after its first
+claim until N processes have claimed a unit (each leaves a file in DIR): every
+concurrent worker then holds a unit however long each took to start, and the
+first one cannot claim them all while the others are still loading (units are
+claimed ahead of their writes, so the write delay alone does not hold it back).
 Prints the report as `xmore ingest --json` does.
 """
 
@@ -19,11 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from xmore_db.config import Settings
+from xmore_db.history.units import UnitLedger
 from xmore_db.ingest import IngestOptions, ingest
 from xmore_db.workspace import Workspace
 
@@ -51,13 +55,27 @@ def main(argv: list[str] | None = None) -> None:
             while True:
                 time.sleep(60)
 
+    if args.barrier:
+        hold_after_first_claim(Path(args.barrier), args.peers)
     with Workspace(Settings.from_env()) as ws:
-        if args.barrier:
-            wait_for_peers(Path(args.barrier), args.peers)
         report = ingest(ws, args.path, corpus=args.corpus, text_emb=args.text_emb,
                         options=IngestOptions(write_batch=args.write_batch, flush_rows=args.flush_rows),
                         after_write=after_write)
     print(json.dumps(asdict(report)))
+
+
+def hold_after_first_claim(barrier: Path, peers: int) -> None:
+    claim = UnitLedger.claim
+    claimed = threading.Event()
+
+    def claim_then_wait(self, corpus: str, worker: str):
+        held = claim(self, corpus, worker)
+        if not claimed.is_set():
+            claimed.set()
+            wait_for_peers(barrier, peers)
+        return held
+
+    UnitLedger.claim = claim_then_wait
 
 
 def wait_for_peers(barrier: Path, peers: int, timeout: float = 120.0) -> None:
